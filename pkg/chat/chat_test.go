@@ -1,0 +1,169 @@
+package chat
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNormalizeMessage(t *testing.T) {
+	cases := []struct {
+		in, want, err string
+	}{
+		{"  hi  ", "hi", ""},
+		{"a\r\nb\rc", "a\nb\nc", ""},
+		{"tab\there", "tab\there", ""},
+		{"<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>", ""},
+		{"   ", "", "message: must not be empty"},
+		{"bell\a", "", "message: must not contain control characters other than newline and tab"},
+		{"c1\u0085x", "", "message: must not contain control characters other than newline and tab"},
+		{"bad\xffutf8", "", "message: must be valid UTF-8"},
+		{strings.Repeat("é", 4096), strings.Repeat("é", 4096), ""},
+		{strings.Repeat("é", 4097), "", "message: must be at most 4096 characters"},
+	}
+	for _, c := range cases {
+		got, err := NormalizeMessage(c.in)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("NormalizeMessage(%q) error = %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("NormalizeMessage(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestNormalizeName(t *testing.T) {
+	for _, bad := range []string{"", " \t", "a\nb", "del\x7f", strings.Repeat("n", 65), "\xc3"} {
+		if _, err := NormalizeName(bad); err == nil {
+			t.Errorf("NormalizeName(%q) accepted", bad)
+		}
+	}
+	if got, err := NormalizeName("  Ada Lovelace "); err != nil || got != "Ada Lovelace" {
+		t.Errorf("NormalizeName = %q, %v", got, err)
+	}
+	var fe *FieldError
+	if _, err := NormalizeName(""); !errors.As(err, &fe) || fe.Field != "name" {
+		t.Errorf("want a FieldError for name, got %v", err)
+	}
+}
+
+func TestValidRoomAndID(t *testing.T) {
+	for _, ok := range []string{"general", "a", "A-b_9", strings.Repeat("r", 64)} {
+		if err := ValidRoom(ok); err != nil {
+			t.Errorf("ValidRoom(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "a b", "*", ">", strings.Repeat("r", 65), "é"} {
+		if ValidRoom(bad) == nil {
+			t.Errorf("ValidRoom(%q) accepted", bad)
+		}
+	}
+	for _, ok := range []string{"k", "a.b:c-d_e", strings.Repeat("i", 128)} {
+		if err := ValidID(ok); err != nil {
+			t.Errorf("ValidID(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a b", "a/b", strings.Repeat("i", 129)} {
+		if ValidID(bad) == nil {
+			t.Errorf("ValidID(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMessageJSONRoundTrip(t *testing.T) {
+	m := Message{ID: "01J", Room: "general", Name: "Ann <b>", Message: "x & y\n\"q\"\t\u2028 \x01",
+		SentAt: time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.FixedZone("X", 3600)), Seq: 42}
+	// encoding/json re-escapes <, > and & of any MarshalJSON output; callers that write
+	// responses use MarshalJSON/AppendJSON directly or an Encoder without HTML escaping.
+	b, err := m.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"01J","room":"general","name":"Ann <b>","message":"x & y\n\"q\"\t\u2028 \u0001","sent_at":"2026-11-26T11:00:00.123Z","seq":42}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	var back Message
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Message != m.Message || back.Name != m.Name || back.Seq != 42 || !back.SentAt.Equal(NormalizeTime(m.SentAt)) {
+		t.Fatalf("round trip changed the message: %+v", back)
+	}
+	frame := string(m.AppendJSON(nil, "message"))
+	if !strings.HasPrefix(frame, `{"type":"message","id":"01J",`) {
+		t.Fatalf("frame = %s", frame)
+	}
+}
+
+func TestFromStored(t *testing.T) {
+	epoch := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	stored := time.Date(2026, 11, 26, 12, 0, 0, 987654321, time.UTC)
+	st := func(subject, msgID, data string) Stored {
+		return Stored{Subject: subject, MsgID: msgID, Data: []byte(data), Seq: 7, Time: stored}
+	}
+	m, err := FromStored(st("chat.messages.r1", "", `{"name":" n ","message":"m\r\n"}`), epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ID != DeriveID(epoch, 7) || m.Room != "r1" || m.Name != "n" || m.Message != "m" || m.Seq != 7 ||
+		!m.SentAt.Equal(stored.Truncate(time.Millisecond)) {
+		t.Fatalf("got %+v", m)
+	}
+	if DeriveID(epoch, 7) == DeriveID(epoch.Add(time.Nanosecond), 7) {
+		t.Fatal("derived id does not depend on the stream epoch")
+	}
+	m, err = FromStored(st("chat.messages.r1", "k1", `{"id":"k1","room":"r1","name":"n","message":"m","sent_at":"2026-11-26T10:00:00.5+01:00"}`), epoch)
+	if err != nil || m.ID != "k1" || FormatTime(m.SentAt) != "2026-11-26T09:00:00.500Z" {
+		t.Fatalf("got %+v, %v", m, err)
+	}
+	m, err = FromStored(st("chat.messages.r1", "", `{"name":"n","message":"m","sent_at":"yesterday"}`), epoch)
+	if err != nil || !m.SentAt.Equal(stored.Truncate(time.Millisecond)) {
+		t.Fatalf("invalid sent_at should fall back to the stored time: %+v, %v", m, err)
+	}
+	for _, bad := range []Stored{
+		st("chat.messages.r1", "", `not json`),
+		st("chat.messages.r1", "", `[1]`),
+		st("chat.messages.r1", "", `{"message":"m"}`),
+		st("chat.messages.r1", "", `{"name":"n"}`),
+		st("chat.messages.r1", "", `{"name":1,"message":"m"}`),
+		st("chat.messages.r1", "", `{"name":"n","message":"m","room":"r2"}`),
+		st("chat.messages.r1", "a", `{"name":"n","message":"m","id":"b"}`),
+		st("chat.messages.r1", "", `{"name":"n","message":"m","id":"a b"}`),
+		st("chat.messages.r1", "", "{\"name\":\"n\",\"message\":\"\xff\"}"),
+		st("chat.messages.r1", "", `{"name":"n","message":"`+strings.Repeat("x", 4097)+`"}`),
+		st("chat.messages.bad.room", "", `{"name":"n","message":"m"}`),
+	} {
+		if _, err := FromStored(bad, epoch); !IsInvalid(err) {
+			t.Errorf("FromStored(%q, %q) = %v, want an InvalidError", bad.Subject, bad.Data, err)
+		}
+	}
+}
+
+func TestNewMessageAndPayload(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	m, err := NewMessage(Post{Name: "a", Message: "b"}, now)
+	if err != nil || m.Room != DefaultRoom || len(m.ID) != 26 {
+		t.Fatalf("got %+v, %v", m, err)
+	}
+	nm := m.NATSMsg()
+	if nm.Subject != "chat.messages.general" || nm.Header.Get(HeaderMsgID) != m.ID {
+		t.Fatalf("nats msg %q %v", nm.Subject, nm.Header)
+	}
+	back, err := FromStored(Stored{Subject: nm.Subject, MsgID: m.ID, Data: nm.Data, Seq: 3, Time: now.Add(time.Second)}, now)
+	m.Seq = 3
+	if err != nil || back != m {
+		t.Fatalf("payload round trip: %+v, %v; want %+v", back, err, m)
+	}
+	if _, err := NewMessage(Post{Room: "bad room", Name: "a", Message: "b"}, now); err == nil {
+		t.Fatal("invalid room accepted")
+	}
+	if _, err := NewMessage(Post{Name: "a", Message: "b", ID: "bad key"}, now); err == nil {
+		t.Fatal("invalid id accepted")
+	}
+}

@@ -1,0 +1,159 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stored is a message as JetStream stored it: what the persister and the pushers turn into
+// a Message. Both run the same FromStored, so they agree on every field, derived ids included.
+type Stored struct {
+	Subject string
+	MsgID   string // the Nats-Msg-Id header, if any
+	Data    []byte
+	Seq     uint64    // stream sequence
+	Time    time.Time // when JetStream stored it
+}
+
+// StoredFromMsg reads a consumed JetStream message.
+func StoredFromMsg(m jetstream.Msg) (Stored, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return Stored{}, fmt.Errorf("message metadata: %w", err)
+	}
+	return Stored{
+		Subject: m.Subject(),
+		MsgID:   m.Headers().Get(HeaderMsgID),
+		Data:    m.Data(),
+		Seq:     md.Sequence.Stream,
+		Time:    md.Timestamp,
+	}, nil
+}
+
+// StoredFromRaw reads a message fetched with a (direct) get.
+func StoredFromRaw(r *jetstream.RawStreamMsg) Stored {
+	return Stored{Subject: r.Subject, MsgID: r.Header.Get(HeaderMsgID), Data: r.Data, Seq: r.Sequence, Time: r.Time}
+}
+
+// InvalidError explains why a stored payload is not a valid chat message. Its Reason goes
+// into the Chat-Deadletter-Reason header.
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string { return "invalid payload: " + e.Reason }
+
+// IsInvalid reports whether err says the payload itself is bad (retrying cannot help).
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// DeriveID is the id of a message published without one: unique per stream incarnation
+// (epoch is the stream's creation time) and sequence, computed alike by every service.
+func DeriveID(epoch time.Time, seq uint64) string {
+	b := make([]byte, 0, 32)
+	b = append(b, "js."...)
+	b = strconv.AppendInt(b, epoch.UnixNano(), 36)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, seq, 10)
+	return string(b)
+}
+
+// payload is the JSON published on chat.messages.<room>.
+type payload struct {
+	ID      *string `json:"id"`
+	Room    *string `json:"room"`
+	Name    *string `json:"name"`
+	Message *string `json:"message"`
+	SentAt  *string `json:"sent_at"`
+}
+
+// FromStored validates a stored payload and builds the message. epoch is the creation time
+// of the stream it came from. An *InvalidError means the payload can never be valid.
+func FromStored(s Stored, epoch time.Time) (Message, error) {
+	room, err := RoomFromSubject(s.Subject)
+	if err != nil {
+		return Message{}, invalid("%v", err)
+	}
+	if !utf8.Valid(s.Data) {
+		return Message{}, invalid("payload is not valid UTF-8")
+	}
+	data := bytes.TrimSpace(s.Data)
+	if len(data) == 0 || data[0] != '{' {
+		return Message{}, invalid("payload is not a JSON object")
+	}
+	var p payload
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Message{}, invalid("bad JSON: %v", err)
+	}
+	if p.Name == nil {
+		return Message{}, invalid("name: missing")
+	}
+	if p.Message == nil {
+		return Message{}, invalid("message: missing")
+	}
+	m := Message{Room: room, Seq: s.Seq}
+	if m.Name, err = NormalizeName(*p.Name); err != nil {
+		return Message{}, invalid("%v", err)
+	}
+	if m.Message, err = NormalizeMessage(*p.Message); err != nil {
+		return Message{}, invalid("%v", err)
+	}
+	if p.Room != nil && *p.Room != room {
+		return Message{}, invalid("room: %q does not match subject room %q", *p.Room, room)
+	}
+	switch {
+	case s.MsgID != "" && p.ID != nil && *p.ID != s.MsgID:
+		return Message{}, invalid("id: %q does not match Nats-Msg-Id %q", *p.ID, s.MsgID)
+	case s.MsgID != "":
+		m.ID = s.MsgID
+	case p.ID != nil:
+		m.ID = *p.ID
+	default:
+		m.ID = DeriveID(epoch, s.Seq)
+	}
+	if err := ValidID(m.ID); err != nil {
+		return Message{}, invalid("%v", err)
+	}
+	m.SentAt = NormalizeTime(s.Time)
+	if p.SentAt != nil {
+		if t, err := time.Parse(time.RFC3339Nano, *p.SentAt); err == nil {
+			m.SentAt = NormalizeTime(t)
+		}
+	}
+	return m, nil
+}
+
+// AppendPayload appends the JSON payload the api publishes for m (everything but seq).
+func (m *Message) AppendPayload(dst []byte) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = appendString(dst, m.ID)
+	dst = append(dst, `,"room":`...)
+	dst = appendString(dst, m.Room)
+	dst = append(dst, `,"name":`...)
+	dst = appendString(dst, m.Name)
+	dst = append(dst, `,"message":`...)
+	dst = appendString(dst, m.Message)
+	dst = append(dst, `,"sent_at":"`...)
+	dst = m.SentAt.UTC().AppendFormat(dst, TimeLayout)
+	return append(dst, `"}`...)
+}
+
+// NATSMsg is the NATS message that publishes m: subject of its room, Nats-Msg-Id = id.
+func (m *Message) NATSMsg() *nats.Msg {
+	msg := nats.NewMsg(Subject(m.Room))
+	msg.Header.Set(HeaderMsgID, m.ID)
+	msg.Data = m.AppendPayload(make([]byte, 0, 96+len(m.Name)+len(m.Message)))
+	return msg
+}

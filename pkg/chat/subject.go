@@ -1,0 +1,36 @@
+package chat
+
+import (
+	"fmt"
+	"strings"
+)
+
+// NATS names from the contract.
+const (
+	StreamName        = "CHAT"
+	SubjectPrefix     = "chat.messages."
+	SubjectWildcard   = "chat.messages.>"
+	DeadLetterStream  = "DEADLETTER"
+	DeadLetterSubject = "chat.deadletter"
+
+	// HeaderMsgID is JetStream's de-duplication header; it carries the message id.
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderDeadLetterReason and HeaderOriginalSubject annotate dead-lettered payloads.
+	HeaderDeadLetterReason = "Chat-Deadletter-Reason"
+	HeaderOriginalSubject  = "Chat-Original-Subject"
+)
+
+// Subject is the NATS subject of a room. The room must be valid.
+func Subject(room string) string { return SubjectPrefix + room }
+
+// RoomFromSubject returns the room of a chat.messages.<room> subject.
+func RoomFromSubject(subject string) (string, error) {
+	room, ok := strings.CutPrefix(subject, SubjectPrefix)
+	if !ok {
+		return "", fmt.Errorf("subject %q is not under %s", subject, SubjectPrefix)
+	}
+	if err := ValidRoom(room); err != nil {
+		return "", fmt.Errorf("subject %q: %w", subject, err)
+	}
+	return room, nil
+}

@@ -1,0 +1,169 @@
+// Package chattest holds test helpers shared by the services' tests: embedded NATS and
+// FerretDB servers on random ports in temporary directories, which tests may stop and
+// restart (same port, same data) to inject outages, and condition waits with deadlines.
+package chattest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/embedded"
+	"github.com/chatrt/chat/pkg/history"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// NATS is an embedded NATS server owned by a test.
+type NATS struct {
+	t    testing.TB
+	dir  string
+	port int
+	srv  *server.Server
+}
+
+// StartNATS starts a NATS server with JetStream; it is shut down when the test ends.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	n := &NATS{t: t, dir: t.TempDir(), port: -1}
+	n.Start()
+	n.port = n.srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// URL is the client URL (stable across restarts).
+func (n *NATS) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(n.port) }
+
+// Server is the running server, nil while stopped.
+func (n *NATS) Server() *server.Server { return n.srv }
+
+// Stop shuts the server down (no-op when stopped).
+func (n *NATS) Stop() {
+	if n.srv == nil {
+		return
+	}
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+	n.srv = nil
+}
+
+// Start (re)starts the server on the same port with the same store.
+func (n *NATS) Start() {
+	n.t.Helper()
+	if n.srv != nil {
+		return
+	}
+	s, err := embedded.StartNATS(embedded.NATSOptions{Port: n.port, StoreDir: n.dir})
+	if err != nil {
+		n.t.Fatalf("start nats: %v", err)
+	}
+	n.srv = s
+}
+
+// Connect returns a client connection that retries forever and closes when the test ends.
+func (n *NATS) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect nats: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// EnsureStreams creates the chat streams with default options.
+func (n *NATS) EnsureStreams(t testing.TB, js jetstream.JetStream) jetstream.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := chat.EnsureStreams(ctx, js, chat.DefaultStreamOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Mongo is an embedded FerretDB owned by a test.
+type Mongo struct {
+	t    testing.TB
+	dir  string
+	addr string
+	f    *embedded.Ferret
+}
+
+// StartMongo starts FerretDB on SQLite; it is stopped when the test ends.
+func StartMongo(t testing.TB) *Mongo {
+	t.Helper()
+	m := &Mongo{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	m.Start()
+	m.addr = m.f.Addr()
+	t.Cleanup(m.Stop)
+	return m
+}
+
+// URI is the mongodb:// URI (stable across restarts).
+func (m *Mongo) URI() string { return "mongodb://" + m.addr + "/" }
+
+// Stop stops the server (no-op when stopped).
+func (m *Mongo) Stop() {
+	if m.f == nil {
+		return
+	}
+	m.f.Stop()
+	m.f = nil
+}
+
+// Start (re)starts the server on the same address with the same data.
+func (m *Mongo) Start() {
+	m.t.Helper()
+	if m.f != nil {
+		return
+	}
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Right after a stop the port may still be held briefly.
+		m.f, err = embedded.StartFerret(embedded.FerretOptions{Addr: m.addr, Dir: m.dir})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		m.t.Fatalf("start ferretdb: %v", err)
+	}
+}
+
+// Connect returns a mongo client that is disconnected when the test ends.
+func (m *Mongo) Connect(t testing.TB) *mongo.Client {
+	t.Helper()
+	c, err := history.Connect(context.Background(), m.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// Eventually polls cond every 10ms until it holds or timeout passes, then fails the test.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, fmt.Sprintf(format, args...))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

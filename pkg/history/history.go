@@ -1,0 +1,165 @@
+// Package history is the MongoDB side of the contract: database "chat", collection
+// "messages", documents {_id, room, name, message, sent_at, seq}, a unique _id and an
+// index on (room, seq). The persister writes through it; the api reads history pages and
+// the pusher reads resumes older than the stream's window.
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Names from the contract.
+const (
+	Database   = "chat"
+	Collection = "messages"
+)
+
+// Connect opens a client for uri and checks that the server answers. The driver keeps
+// reconnecting on its own afterwards.
+func Connect(ctx context.Context, uri string) (*mongo.Client, error) {
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(5 * time.Second).
+		SetConnectTimeout(5 * time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect mongodb: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx, nil); err != nil {
+		_ = c.Disconnect(context.Background())
+		return nil, fmt.Errorf("ping mongodb: %w", err)
+	}
+	return c, nil
+}
+
+// Store reads and writes chat messages in MongoDB.
+type Store struct {
+	client *mongo.Client
+	coll   *mongo.Collection
+}
+
+// New returns a store on the contract's collection.
+func New(client *mongo.Client) *Store {
+	return &Store{client: client, coll: client.Database(Database).Collection(Collection)}
+}
+
+// Ping checks that MongoDB answers (for /readyz).
+func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx, nil) }
+
+// EnsureIndexes creates the (room, seq) index. _id is unique by definition.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}},
+		Options: options.Index().SetName("room_seq"),
+	})
+	if err != nil {
+		return fmt.Errorf("create index room_seq: %w", err)
+	}
+	return nil
+}
+
+type doc struct {
+	ID      string    `bson:"_id"`
+	Room    string    `bson:"room"`
+	Name    string    `bson:"name"`
+	Message string    `bson:"message"`
+	SentAt  time.Time `bson:"sent_at"`
+	Seq     int64     `bson:"seq"`
+}
+
+func toDoc(m *chat.Message) doc {
+	return doc{ID: m.ID, Room: m.Room, Name: m.Name, Message: m.Message, SentAt: m.SentAt, Seq: int64(m.Seq)}
+}
+
+func (d *doc) message() chat.Message {
+	return chat.Message{ID: d.ID, Room: d.Room, Name: d.Name, Message: d.Message, SentAt: chat.NormalizeTime(d.SentAt), Seq: uint64(d.Seq)}
+}
+
+// InsertMany stores msgs with one unordered bulk insert. Messages whose id is already
+// stored are skipped: an error made only of duplicate-key errors is success, which makes
+// redelivered batches idempotent.
+func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	docs := make([]doc, len(msgs))
+	for i := range msgs {
+		docs[i] = toDoc(&msgs[i])
+	}
+	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil || onlyDuplicates(err) {
+		return nil
+	}
+	return fmt.Errorf("insert %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
+}
+
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
+}
+
+// Latest returns the newest limit messages of room, oldest first.
+func (s *Store) Latest(ctx context.Context, room string, limit int) ([]chat.Message, error) {
+	return s.find(ctx, bson.D{{Key: "room", Value: room}}, -1, limit, true)
+}
+
+// Before returns the limit messages of room just before seq, oldest first.
+func (s *Store) Before(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error) {
+	f := bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$lt", Value: int64(seq)}}}}
+	return s.find(ctx, f, -1, limit, true)
+}
+
+// After returns the limit messages of room just after seq, oldest first.
+func (s *Store) After(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error) {
+	f := bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: int64(seq)}}}}
+	return s.find(ctx, f, 1, limit, false)
+}
+
+// Range returns room's messages with from < seq < to, oldest first, at most limit of them.
+func (s *Store) Range(ctx context.Context, room string, from, to uint64, limit int) ([]chat.Message, error) {
+	f := bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{
+		{Key: "$gt", Value: int64(from)}, {Key: "$lt", Value: int64(to)}}}}
+	return s.find(ctx, f, 1, limit, false)
+}
+
+// Count returns how many messages room has (tests and tools).
+func (s *Store) Count(ctx context.Context, room string) (int64, error) {
+	return s.coll.CountDocuments(ctx, bson.D{{Key: "room", Value: room}})
+}
+
+func (s *Store) find(ctx context.Context, filter bson.D, dir, limit int, reverse bool) ([]chat.Message, error) {
+	opts := options.Find().SetSort(bson.D{{Key: "seq", Value: dir}}).SetLimit(int64(limit))
+	cur, err := s.coll.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("find messages: %w", err)
+	}
+	var docs []doc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read messages: %w", err)
+	}
+	out := make([]chat.Message, len(docs))
+	for i := range docs {
+		j := i
+		if reverse {
+			j = len(docs) - 1 - i
+		}
+		out[j] = docs[i].message()
+	}
+	return out, nil
+}

@@ -1,0 +1,7 @@
+module github.com/chatrt/chat/services/persister
+
+go 1.26.0
+
+require github.com/chatrt/chat/pkg v0.0.0
+
+replace github.com/chatrt/chat/pkg => ../../pkg
