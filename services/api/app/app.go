@@ -1,0 +1,138 @@
+// Package app is the api service: POST messages (published to JetStream and answered
+// after the ack), history pages from MongoDB, the browser UI, health, readiness and
+// metrics. cmd/chat composes it with the other services in one process.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/services/api/internal/httpapi"
+	"github.com/chatrt/chat/services/api/internal/publish"
+	"github.com/chatrt/chat/services/api/internal/ratelimit"
+	"github.com/chatrt/chat/services/api/internal/web"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Config is read with envconfig.Process("chat", &cfg): every field is CHAT_<tag>.
+type Config struct {
+	// NATSURL is the NATS server (CHAT_NATS_URL).
+	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	// MongoURI is the MongoDB holding the history (CHAT_MONGO_URI).
+	MongoURI string `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
+	// HTTPAddr is where the api listens (CHAT_HTTP_ADDR).
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
+	// Stream configures the CHAT stream (CHAT_STREAM_REPLICAS, _MAX_AGE, _MAX_BYTES,
+	// _MAX_MSGS, _DUPLICATES). DUPLICATES is also the Idempotency-Key window.
+	Stream chat.StreamOptions `envconfig:"STREAM"`
+	// ShutdownTimeout bounds the wait for in-flight posts on shutdown (CHAT_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+
+	// PublishTimeout is how long a post waits for its JetStream ack before answering 503
+	// (CHAT_PUBLISH_TIMEOUT).
+	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"5s"`
+	// PublishMaxPending bounds the async publishes awaiting an ack on the connection; a
+	// post finding the window full waits for a slot within its PublishTimeout
+	// (CHAT_PUBLISH_MAX_PENDING).
+	PublishMaxPending int `envconfig:"PUBLISH_MAX_PENDING" default:"1024"`
+	// HistoryTimeout bounds one history query (CHAT_HISTORY_TIMEOUT).
+	HistoryTimeout time.Duration `envconfig:"HISTORY_TIMEOUT" default:"5s"`
+	// RetryAfter is the Retry-After sent with 503 answers (CHAT_RETRY_AFTER).
+	RetryAfter time.Duration `envconfig:"RETRY_AFTER" default:"2s"`
+	// RateLimit is the posts per second allowed per client, 0 disables (CHAT_RATE_LIMIT).
+	RateLimit float64 `envconfig:"RATE_LIMIT" default:"50"`
+	// RateBurst is the burst of posts allowed per client (CHAT_RATE_BURST).
+	RateBurst int `envconfig:"RATE_BURST" default:"200"`
+	// TrustedProxies lists proxy IPs or CIDRs, comma-separated, whose X-Forwarded-For is
+	// believed for the client address (CHAT_TRUSTED_PROXIES). Empty: the peer address.
+	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
+}
+
+// Deps are the connections the app uses; the caller owns (and closes) them.
+type Deps struct {
+	NATS    *nats.Conn
+	Mongo   *mongo.Client
+	Metrics *prometheus.Registry // nil: a private registry
+	Log     *slog.Logger         // nil: slog.Default()
+}
+
+// App is the api service.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	server *httpapi.Server
+}
+
+// New ensures the streams and the history indexes and builds the handler. It starts no
+// goroutines.
+func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
+	if deps.NATS == nil || deps.Mongo == nil {
+		return nil, fmt.Errorf("api: NATS and Mongo are required")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = prometheus.NewRegistry()
+	}
+	clients, err := ratelimit.NewClientResolver(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("api config: %w", err)
+	}
+	pub, err := publish.New(ctx, deps.NATS, publish.Options{
+		Stream:     cfg.Stream,
+		MaxPending: cfg.PublishMaxPending,
+		Timeout:    cfg.PublishTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	store := history.New(deps.Mongo)
+	if err := store.EnsureIndexes(ctx); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	srv, err := httpapi.New(httpapi.Options{
+		Publisher:      pub,
+		History:        store,
+		Limiter:        ratelimit.New(cfg.RateLimit, cfg.RateBurst),
+		Clients:        clients,
+		HistoryTimeout: cfg.HistoryTimeout,
+		RetryAfter:     cfg.RetryAfter,
+		UI:             web.Handler(),
+		Metrics:        deps.Metrics,
+		Log:            deps.Log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return &App{cfg: cfg, log: deps.Log, server: srv}, nil
+}
+
+// Handler serves every api route: POST/GET /messages, POST/GET /rooms/{room}/messages,
+// /healthz, /readyz, /metrics and the UI at /.
+func (a *App) Handler() http.Handler { return a.server.Handler() }
+
+// Run waits until ctx is done, then drains: /readyz turns 503, new posts get 503, and it
+// returns once the posts in flight are answered (or ShutdownTimeout passes). The caller
+// then shuts its HTTP server down and drains the NATS connection.
+func (a *App) Run(ctx context.Context) error {
+	<-ctx.Done()
+	a.log.Info("api draining")
+	timeout := a.cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := a.server.Drain(dctx); err != nil {
+		return fmt.Errorf("api drain in-flight posts: %w", err)
+	}
+	return nil
+}

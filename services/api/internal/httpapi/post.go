@@ -1,0 +1,234 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/services/api/internal/publish"
+)
+
+// HeaderIdempotencyKey makes a post idempotent: the key becomes the message id.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// postBody is a post's fields; Room is nil when absent.
+type postBody struct {
+	Name    *string `json:"name"`
+	Message *string `json:"message"`
+	Room    *string `json:"room"`
+}
+
+// httpError is an error answer decided while reading a request.
+type httpError struct {
+	status int
+	reason string
+}
+
+func (e *httpError) Error() string { return e.reason }
+
+func badRequest(format string, args ...any) *httpError {
+	return &httpError{status: http.StatusBadRequest, reason: fmt.Sprintf(format, args...)}
+}
+
+// postDefault is POST /messages: the room comes from the body, default general.
+func (s *Server) postDefault(w http.ResponseWriter, r *http.Request) {
+	s.countPost(s.post(w, r, ""))
+}
+
+// postRoom is POST /rooms/{room}/messages.
+func (s *Server) postRoom(w http.ResponseWriter, r *http.Request) {
+	s.countPost(s.post(w, r, r.PathValue("room")))
+}
+
+func (s *Server) countPost(status int) {
+	s.metrics.posts.WithLabelValues(strconv.Itoa(status)).Inc()
+}
+
+// post handles both POST routes and returns the status it answered. pathRoom is "" on
+// POST /messages.
+func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) int {
+	if ok, after := s.o.Limiter.Allow(s.o.Clients.Key(r)); !ok {
+		s.metrics.rateLimited.Inc()
+		writeRetry(w, http.StatusTooManyRequests, after, "rate limit exceeded")
+		return http.StatusTooManyRequests
+	}
+	m, herr := s.readPost(w, r, pathRoom)
+	if herr != nil {
+		writeError(w, herr.status, herr.reason)
+		return herr.status
+	}
+	if !s.inflight.enter() {
+		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "server is shutting down")
+		return http.StatusServiceUnavailable
+	}
+	defer s.inflight.leave()
+	if !s.o.Publisher.Connected() {
+		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "message broker unavailable")
+		return http.StatusServiceUnavailable
+	}
+	start := time.Now()
+	stored, duplicate, err := s.o.Publisher.Publish(r.Context(), m)
+	switch {
+	case err == nil:
+		s.metrics.ackSeconds.Observe(time.Since(start).Seconds())
+		writeMessage(w, http.StatusCreated, &stored)
+		return http.StatusCreated
+	case errors.Is(err, publish.ErrOriginalUnusable):
+		s.log.Warn("idempotent post", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "err", err)
+		writeError(w, http.StatusConflict, "Idempotency-Key was already used for a message that is no longer available")
+		return http.StatusConflict
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads the answer. 499 as nginx logs it.
+		return 499
+	default:
+		s.log.Error("publish", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "duplicate", duplicate, "err", err)
+		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "message broker unavailable")
+		return http.StatusServiceUnavailable
+	}
+}
+
+// readPost checks the route, content type, size and fields of a post and builds the
+// message to publish.
+func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom string) (chat.Message, *httpError) {
+	if pathRoom != "" {
+		if err := chat.ValidRoom(pathRoom); err != nil {
+			return chat.Message{}, badRequest("%v", err)
+		}
+	}
+	kind, herr := bodyKind(r.Header.Get("Content-Type"))
+	if herr != nil {
+		return chat.Message{}, herr
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return chat.Message{}, tooLarge()
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return chat.Message{}, tooLarge()
+		}
+		return chat.Message{}, badRequest("reading body: %v", err)
+	}
+	var b postBody
+	if kind == "json" {
+		herr = decodeJSON(data, &b)
+	} else {
+		herr = decodeForm(data, &b)
+	}
+	if herr != nil {
+		return chat.Message{}, herr
+	}
+	post := chat.Post{Room: pathRoom, Name: deref(b.Name), Message: deref(b.Message)}
+	if b.Room != nil && *b.Room != "" {
+		if pathRoom != "" && *b.Room != pathRoom {
+			return chat.Message{}, badRequest("room: %q in the body does not match %q in the path", *b.Room, pathRoom)
+		}
+		post.Room = *b.Room
+	}
+	if keys, ok := r.Header[HeaderIdempotencyKey]; ok {
+		if len(keys) != 1 {
+			return chat.Message{}, badRequest("Idempotency-Key: give exactly one")
+		}
+		if err := chat.ValidID(keys[0]); err != nil {
+			var fe *chat.FieldError
+			if errors.As(err, &fe) {
+				return chat.Message{}, badRequest("Idempotency-Key: %s", fe.Reason)
+			}
+			return chat.Message{}, badRequest("Idempotency-Key: %v", err)
+		}
+		post.ID = keys[0]
+	}
+	m, err := chat.NewMessage(post, time.Now())
+	if err != nil {
+		return chat.Message{}, badRequest("%v", err)
+	}
+	return m, nil
+}
+
+func tooLarge() *httpError {
+	return &httpError{status: http.StatusRequestEntityTooLarge, reason: "body larger than " + strconv.Itoa(MaxBodyBytes) + " bytes"}
+}
+
+// bodyKind accepts application/json and application/x-www-form-urlencoded (charset, if
+// given, must be UTF-8); anything else, or no Content-Type, is 415.
+func bodyKind(contentType string) (string, *httpError) {
+	unsupported := &httpError{status: http.StatusUnsupportedMediaType,
+		reason: "Content-Type must be application/json or application/x-www-form-urlencoded"}
+	if contentType == "" {
+		return "", unsupported
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "", unsupported
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return "", &httpError{status: http.StatusUnsupportedMediaType, reason: "charset must be utf-8"}
+	}
+	switch mt {
+	case "application/json":
+		return "json", nil
+	case "application/x-www-form-urlencoded":
+		return "form", nil
+	}
+	return "", unsupported
+}
+
+func decodeJSON(data []byte, b *postBody) *httpError {
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD.
+	if !utf8.Valid(data) {
+		return badRequest("body must be valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(b); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if te.Field != "" {
+				return badRequest("invalid JSON: %s must be a string", te.Field)
+			}
+			return badRequest("invalid JSON: body must be an object")
+		}
+		return badRequest("invalid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("invalid JSON: unexpected data after the object")
+	}
+	return nil
+}
+
+func decodeForm(data []byte, b *postBody) *httpError {
+	vals, err := url.ParseQuery(string(data))
+	if err != nil {
+		return badRequest("invalid form body: %v", err)
+	}
+	for _, f := range []struct {
+		key string
+		dst **string
+	}{{"name", &b.Name}, {"message", &b.Message}, {"room", &b.Room}} {
+		if v, ok := vals[f.key]; ok {
+			if len(v) != 1 {
+				return badRequest("%s: give exactly one", f.key)
+			}
+			*f.dst = &v[0]
+		}
+	}
+	return nil
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

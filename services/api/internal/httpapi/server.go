@@ -1,0 +1,133 @@
+// Package httpapi is the api's HTTP surface: posting messages (published to JetStream,
+// answered after the ack), reading history pages from MongoDB, health, readiness and
+// metrics, with JSON errors, rate limiting, request ids and an access log.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/services/api/internal/ratelimit"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MaxBodyBytes is the largest POST body accepted (contract: 65,536 bytes).
+const MaxBodyBytes = 65536
+
+// Publisher publishes a validated message and returns it as stored (with its seq).
+type Publisher interface {
+	Publish(ctx context.Context, m chat.Message) (stored chat.Message, duplicate bool, err error)
+	Connected() bool
+	Status() string
+}
+
+// History reads history pages.
+type History interface {
+	Latest(ctx context.Context, room string, limit int) ([]chat.Message, error)
+	Before(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error)
+	After(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error)
+	Ping(ctx context.Context) error
+}
+
+// Options configure a Server.
+type Options struct {
+	Publisher      Publisher
+	History        History
+	Limiter        *ratelimit.Limiter // nil: no rate limit
+	Clients        ratelimit.ClientResolver
+	HistoryTimeout time.Duration // per history query; <= 0 means 5s
+	RetryAfter     time.Duration // Retry-After on 503; <= 0 means 2s
+	UI             http.Handler  // GET / and static files
+	Metrics        *prometheus.Registry
+	Log            *slog.Logger
+}
+
+// Server serves the api's routes.
+type Server struct {
+	o        Options
+	log      *slog.Logger
+	metrics  *metrics
+	draining atomic.Bool
+	inflight inflight
+	handler  http.Handler
+}
+
+// New registers the metrics on o.Metrics and builds the handler.
+func New(o Options) (*Server, error) {
+	if o.HistoryTimeout <= 0 {
+		o.HistoryTimeout = 5 * time.Second
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 2 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.UI == nil {
+		o.UI = http.NotFoundHandler()
+	}
+	m, err := newMetrics(o.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, log: o.Log, metrics: m}
+	s.inflight.init()
+	s.handler = s.middleware(s.routes())
+	return s, nil
+}
+
+// Handler is every route of the api.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Drain makes the server not ready and refuse new posts (503), then waits until the posts
+// in flight are answered or ctx ends.
+func (s *Server) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	return s.inflight.closeAndWait(ctx)
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/messages", methods{
+		http.MethodGet:  http.HandlerFunc(s.getDefaultRoom),
+		http.MethodPost: http.HandlerFunc(s.postDefault),
+	})
+	mux.Handle("/rooms/{room}/messages", methods{
+		http.MethodGet:  http.HandlerFunc(s.getRoom),
+		http.MethodPost: http.HandlerFunc(s.postRoom),
+	})
+	mux.Handle("/healthz", methods{http.MethodGet: http.HandlerFunc(s.healthz)})
+	mux.Handle("/readyz", methods{http.MethodGet: http.HandlerFunc(s.readyz)})
+	mux.Handle("/metrics", methods{http.MethodGet: promhttp.HandlerFor(s.o.Metrics, promhttp.HandlerOpts{})})
+	mux.Handle("/", methods{http.MethodGet: s.o.UI})
+	return mux
+}
+
+// methods dispatches on the request method; GET routes answer HEAD too. Other methods
+// get 405 with an Allow header and a JSON error.
+type methods map[string]http.Handler
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	if h, ok := m[method]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
+	allow := make([]string, 0, 3)
+	for _, k := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		if _, ok := m[k]; ok || (k == http.MethodHead && m[http.MethodGet] != nil) {
+			allow = append(allow, k)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+}

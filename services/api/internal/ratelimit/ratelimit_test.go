@@ -1,0 +1,125 @@
+package ratelimit
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+func TestLimiterBurstThenRefuse(t *testing.T) {
+	l := New(1, 3)
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
+	for i := range 3 {
+		if ok, _ := l.Allow("a"); !ok {
+			t.Fatalf("post %d refused inside the burst", i)
+		}
+	}
+	ok, after := l.Allow("a")
+	if ok || after <= 0 || after > time.Second {
+		t.Fatalf("4th post: ok=%v retryAfter=%v, want refused with 0<retry<=1s", ok, after)
+	}
+	if ok, _ := l.Allow("b"); !ok {
+		t.Fatal("another client was refused")
+	}
+	now = now.Add(time.Second)
+	if ok, _ := l.Allow("a"); !ok {
+		t.Fatal("refused after a token refilled")
+	}
+	if ok, _ := l.Allow("a"); ok {
+		t.Fatal("allowed more than the refill")
+	}
+}
+
+func TestLimiterRefusalDoesNotConsume(t *testing.T) {
+	l := New(1, 1)
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
+	l.Allow("a")
+	for range 10 {
+		if ok, _ := l.Allow("a"); ok {
+			t.Fatal("allowed with an empty bucket")
+		}
+	}
+	now = now.Add(time.Second)
+	if ok, _ := l.Allow("a"); !ok {
+		t.Fatal("refusals consumed future tokens")
+	}
+}
+
+func TestLimiterDisabled(t *testing.T) {
+	if l := New(0, 200); l != nil {
+		t.Fatal("rate 0 must disable the limiter")
+	}
+	var l *Limiter
+	for range 1000 {
+		if ok, _ := l.Allow("a"); !ok {
+			t.Fatal("disabled limiter refused")
+		}
+	}
+}
+
+func TestLimiterEvictsIdleBuckets(t *testing.T) {
+	l := New(50, 200) // full again after 4s; kept at least a minute
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
+	l.Allow("a")
+	l.Allow("b")
+	now = now.Add(30 * time.Second)
+	l.Allow("b")
+	now = now.Add(40 * time.Second) // a idle 70s, b idle 40s; sweep due
+	l.Allow("c")
+	if got := l.Len(); got != 2 {
+		t.Fatalf("tracked %d clients, want 2 (b, c)", got)
+	}
+	if _, ok := l.clients["a"]; ok {
+		t.Fatal("idle bucket a not evicted")
+	}
+}
+
+func TestBurstDefault(t *testing.T) {
+	if l := New(2.5, 0); l.burst != 3 {
+		t.Fatalf("burst = %d, want 3", l.burst)
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	c, err := NewClientResolver([]string{"10.0.0.0/8", "192.0.2.1", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, _ := NewClientResolver(nil)
+	cases := []struct {
+		name   string
+		res    ClientResolver
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"peer", none, "198.51.100.7:1234", nil, "198.51.100.7"},
+		{"untrusted peer ignores header", none, "198.51.100.7:1234", []string{"203.0.113.9"}, "198.51.100.7"},
+		{"untrusted peer with trust list", c, "198.51.100.7:1234", []string{"203.0.113.9"}, "198.51.100.7"},
+		{"trusted peer", c, "192.0.2.1:80", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"rightmost untrusted", c, "10.1.2.3:80", []string{"1.1.1.1, 203.0.113.9, 10.9.9.9"}, "203.0.113.9"},
+		{"spoofed left part ignored", c, "10.1.2.3:80", []string{"6.6.6.6", "203.0.113.9"}, "203.0.113.9"},
+		{"garbage stops the walk", c, "10.1.2.3:80", []string{"203.0.113.9, nonsense"}, "10.1.2.3"},
+		{"trusted peer no header", c, "10.1.2.3:80", nil, "10.1.2.3"},
+		{"ipv6 by /64", none, "[2001:db8:1:2:3:4:5:6]:443", nil, "2001:db8:1:2::/64"},
+		{"mapped v4", none, "[::ffff:198.51.100.7]:1", nil, "198.51.100.7"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/messages", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := tc.res.Key(r); got != tc.want {
+				t.Fatalf("Key = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if _, err := NewClientResolver([]string{"not-an-ip"}); err == nil {
+		t.Fatal("bad trusted proxy accepted")
+	}
+}

@@ -1,0 +1,128 @@
+// Command api is the chat HTTP api: it publishes posted messages to JetStream, serves
+// history pages from MongoDB and the browser UI.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/services/api/app"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	code := 0
+	var cfg app.Config
+	if err := envconfig.Process("chat", &cfg); err != nil {
+		log.Error("config", "err", err)
+		code = 2
+	} else if err := run(ctx, cfg, log); err != nil {
+		log.Error("api stopped", "err", err)
+		code = 1
+	}
+	stop()
+	os.Exit(code)
+}
+
+// run connects NATS and MongoDB, serves the api on cfg.HTTPAddr until ctx is done, then
+// shuts down in order: readiness false and posts drained, HTTP server shut down, NATS
+// drained, MongoDB disconnected.
+func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	return serve(ctx, cfg, log, ln)
+}
+
+// serve is run on an open listener (tests use port 0). It closes ln.
+func serve(ctx context.Context, cfg app.Config, log *slog.Logger, ln net.Listener) (err error) {
+	defer ln.Close()
+	closed := make(chan struct{})
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("chat-api"),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.MaxReconnects(-1),
+		// No buffering while reconnecting: a post either reaches the server now or
+		// fails (503), so a 503 never publishes later.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return fmt.Errorf("connect nats %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	mc, err := history.Connect(ctx, cfg.MongoURI)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if derr := mc.Disconnect(dctx); derr != nil && err == nil {
+			err = fmt.Errorf("disconnect mongodb: %w", derr)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a, err := app.New(ctx, cfg, app.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.PublishTimeout + 30*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("api listening", "addr", ln.Addr().String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return a.Run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	err = g.Wait()
+	if derr := nc.Drain(); derr != nil && err == nil {
+		err = fmt.Errorf("drain nats: %w", derr)
+	}
+	select {
+	case <-closed:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("nats drain did not finish in time")
+	}
+	log.Info("api stopped")
+	return err
+}

@@ -1,0 +1,146 @@
+// Package app is the persister service: it stores every chat message published on the
+// CHAT stream in MongoDB, exactly once per id, and dead-letters invalid payloads. It has
+// the shape shared by all services (Config, Deps, New, Handler, Run) so that the
+// all-in-one command can compose it with the others in one process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/services/persister/internal/persist"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Config is read with envconfig.Process("chat", &cfg): every field is CHAT_<name>.
+type Config struct {
+	NATSURL  string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	MongoURI string `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8082"`
+	// Stream configures the CHAT stream that every service ensures (CHAT_STREAM_*).
+	Stream chat.StreamOptions `envconfig:"STREAM"`
+	// ShutdownTimeout bounds finishing the in-flight batch and the HTTP shutdown.
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+
+	// BatchSize is the most messages stored with one MongoDB insert.
+	BatchSize int `envconfig:"BATCH_SIZE" default:"500"`
+	// BatchWait is how long a batch waits for more messages after its first one.
+	BatchWait time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
+	// MaxAckPending bounds the messages delivered and not yet acked over all replicas.
+	MaxAckPending int `envconfig:"MAX_ACK_PENDING" default:"20000"`
+	// AckWait is how long JetStream waits for an ack before redelivering a message
+	// (e.g. to another replica when this one died mid-batch).
+	AckWait time.Duration `envconfig:"ACK_WAIT" default:"30s"`
+	// WriteTimeout bounds one batch insert (capped at AckWait/2).
+	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s"`
+	// RetryMin and RetryMax bound the redelivery delay after a failed write: RetryMin
+	// doubled per earlier delivery of the message, at most RetryMax.
+	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"250ms"`
+	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s"`
+	// PendingInterval is how often the consumer's pending counts are polled for metrics.
+	PendingInterval time.Duration `envconfig:"PENDING_INTERVAL" default:"5s"`
+}
+
+// Deps are the connections the service uses; the caller owns and closes them.
+type Deps struct {
+	NATS    *nats.Conn
+	Mongo   *mongo.Client
+	Metrics *prometheus.Registry
+	Log     *slog.Logger
+}
+
+// App is the persister service.
+type App struct {
+	deps  Deps
+	store *history.Store
+	p     *persist.Persister
+}
+
+// New ensures the streams, the MongoDB indexes and the durable consumer. It starts no
+// goroutines.
+func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
+	if deps.NATS == nil || deps.Mongo == nil {
+		return nil, errors.New("persister: NATS and Mongo are required")
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = prometheus.NewRegistry()
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	deps.Log = deps.Log.With("svc", "persister")
+	store := history.New(deps.Mongo)
+	if err := store.EnsureIndexes(ctx); err != nil {
+		return nil, fmt.Errorf("persister: %w", err)
+	}
+	p, err := persist.New(ctx, persist.Config{
+		Stream:          cfg.Stream,
+		BatchSize:       cfg.BatchSize,
+		BatchWait:       cfg.BatchWait,
+		MaxAckPending:   cfg.MaxAckPending,
+		AckWait:         cfg.AckWait,
+		WriteTimeout:    cfg.WriteTimeout,
+		RetryMin:        cfg.RetryMin,
+		RetryMax:        cfg.RetryMax,
+		PendingInterval: cfg.PendingInterval,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+	}, deps.NATS, store, deps.Metrics, deps.Log)
+	if err != nil {
+		return nil, fmt.Errorf("persister: %w", err)
+	}
+	return &App{deps: deps, store: store, p: p}, nil
+}
+
+// Run stores messages until ctx is done, then stops taking new ones, finishes the
+// in-flight batch (write and ack) within the shutdown timeout, and returns.
+func (a *App) Run(ctx context.Context) error { return a.p.Run(ctx) }
+
+// Handler serves GET /healthz, /readyz and /metrics.
+func (a *App) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if reason := a.notReady(r.Context()); reason != "" {
+			writeJSON(w, http.StatusServiceUnavailable, `{"error":"`+reason+`"}`)
+			return
+		}
+		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.deps.Metrics, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// notReady returns why the service cannot do its work now, or "".
+func (a *App) notReady(ctx context.Context) string {
+	if a.p.Draining() {
+		return "draining"
+	}
+	if !a.deps.NATS.IsConnected() {
+		return "nats unavailable"
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := a.store.Ping(ctx); err != nil {
+		return "mongodb unavailable"
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body+"\n")
+}

@@ -1,0 +1,196 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Dead-letter headers beyond the contract's two, for operators.
+const (
+	HeaderOriginalSeq   = "Chat-Original-Seq"
+	HeaderOriginalMsgID = "Chat-Original-Msg-Id"
+)
+
+// item is one delivered message and the outcome of handling it. The handlers (write,
+// deadLetter) only return errors; settle alone turns an outcome into Ack, Term or Nak.
+type item struct {
+	msg       jetstream.Msg
+	stored    chat.Stored
+	delivered uint64
+	epoch     time.Time // creation time of the stream incarnation that stored it
+	// err is nil when the message is stored, a *chat.InvalidError when it was
+	// dead-lettered (terminate it), anything else when it must be retried.
+	err error
+}
+
+// process handles one batch: decode every message, dead-letter the invalid ones while
+// the valid ones are written with one insert, then settle each message. It returns the
+// write error, if any, so the caller can back off.
+func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
+	p.met.batchSize.Observe(float64(len(msgs)))
+	items := make([]item, len(msgs))
+	needEpoch := false
+	for i, jm := range msgs {
+		it := &items[i]
+		it.msg = jm
+		md, err := jm.Metadata()
+		if err != nil {
+			it.err = fmt.Errorf("message metadata: %w", err)
+			continue
+		}
+		it.delivered = md.NumDelivered
+		if it.delivered > 1 {
+			p.met.redeliveries.Inc()
+		}
+		it.stored = chat.Stored{Subject: jm.Subject(), MsgID: jm.Headers().Get(chat.HeaderMsgID),
+			Data: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
+		needEpoch = needEpoch || it.stored.MsgID == ""
+	}
+	// Only messages without Nats-Msg-Id may need a derived id, hence the epoch.
+	prev, cur, epochErr := p.epochs(ctx, needEpoch)
+
+	valid := make([]chat.Message, 0, len(msgs))
+	validIdx := make([]int, 0, len(msgs))
+	var invalid []int
+	for i := range items {
+		it := &items[i]
+		if it.err != nil {
+			continue
+		}
+		if it.stored.MsgID == "" && epochErr != nil {
+			it.err = epochErr
+			continue
+		}
+		it.epoch = epochOf(it.stored.Time, prev, cur)
+		m, err := chat.FromStored(it.stored, it.epoch)
+		switch {
+		case err == nil:
+			valid = append(valid, m)
+			validIdx = append(validIdx, i)
+		case chat.IsInvalid(err):
+			it.err = err
+			invalid = append(invalid, i)
+		default:
+			it.err = err
+		}
+	}
+
+	// Poison messages never wait for, nor delay, the valid ones.
+	dlDone := make(chan struct{})
+	go func() {
+		defer close(dlDone)
+		for _, i := range invalid {
+			items[i].err = p.deadLetter(ctx, &items[i].stored, items[i].epoch, items[i].err)
+		}
+	}()
+	werr := p.write(ctx, valid)
+	<-dlDone
+	for _, i := range validIdx {
+		items[i].err = werr
+	}
+
+	var failed int
+	var ackErr error
+	for i := range items {
+		if err := p.settle(&items[i]); err != nil {
+			failed++
+			ackErr = err
+		}
+	}
+	// Acks are fire-and-forget; one flush per batch makes sure the server has them
+	// before the next batch (a lost ack only means an idempotent redelivery).
+	if err := p.nc.FlushTimeout(5 * time.Second); err != nil && ackErr == nil {
+		ackErr = err
+	}
+	if ackErr != nil {
+		p.met.errors.Inc()
+		p.log.Warn("settle batch", "messages", len(items), "failed", failed, "err", ackErr)
+	}
+	return werr
+}
+
+// write stores the valid messages of a batch with one unordered insert.
+func (p *Persister) write(ctx context.Context, msgs []chat.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
+	defer cancel()
+	start := time.Now()
+	err := p.w.InsertMany(wctx, msgs)
+	p.met.writeSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.met.errors.Inc()
+		p.log.Error("write batch; will retry", "messages", len(msgs),
+			"first_seq", msgs[0].Seq, "err", err)
+		return fmt.Errorf("write batch: %w", err)
+	}
+	p.met.stored.Add(float64(len(msgs)))
+	return nil
+}
+
+// deadLetter republishes an invalid payload, unchanged, to chat.deadletter and waits for
+// JetStream's ack. It returns reason (terminate the message) on success and a retryable
+// error otherwise. The Nats-Msg-Id is derived from the stream epoch and sequence, so a
+// redelivery of the same poison message is dead-lettered once.
+func (p *Persister) deadLetter(ctx context.Context, s *chat.Stored, epoch time.Time, reason error) error {
+	var ie *chat.InvalidError
+	errors.As(reason, &ie)
+	msg := nats.NewMsg(chat.DeadLetterSubject)
+	msg.Data = s.Data
+	msg.Header.Set(chat.HeaderDeadLetterReason, headerValue(ie.Reason))
+	msg.Header.Set(chat.HeaderOriginalSubject, s.Subject)
+	msg.Header.Set(HeaderOriginalSeq, strconv.FormatUint(s.Seq, 10))
+	if s.MsgID != "" {
+		msg.Header.Set(HeaderOriginalMsgID, s.MsgID)
+	}
+	id := "deadletter." + chat.DeriveID(epoch, s.Seq)
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
+	defer cancel()
+	if _, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id),
+		jetstream.WithExpectStream(chat.DeadLetterStream)); err != nil {
+		p.met.errors.Inc()
+		p.log.Error("dead-letter; will retry", "seq", s.Seq, "subject", s.Subject, "err", err)
+		return fmt.Errorf("dead-letter seq %d: %w", s.Seq, err)
+	}
+	p.met.deadLettered.Inc()
+	p.log.Warn("dead-lettered invalid message", "seq", s.Seq, "subject", s.Subject, "reason", ie.Reason)
+	return reason
+}
+
+// settle is the one place that acknowledges: stored → Ack, invalid (dead-lettered) →
+// Term, anything else → NakWithDelay with a delay growing with the delivery count.
+func (p *Persister) settle(it *item) error {
+	var ie *chat.InvalidError
+	switch {
+	case it.err == nil:
+		return it.msg.Ack()
+	case errors.As(it.err, &ie):
+		return it.msg.TermWithReason(headerValue(ie.Reason))
+	default:
+		return it.msg.NakWithDelay(retryDelay(p.cfg.RetryMin, p.cfg.RetryMax, max(it.delivered, 1)))
+	}
+}
+
+// headerValue makes a reason safe and short enough for a header: one line, at most 256
+// bytes (a reason may quote a long payload id).
+func headerValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 256 {
+		s = strings.ToValidUTF8(s[:253], "") + "..."
+	}
+	return s
+}

@@ -1,0 +1,66 @@
+package persist
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the persister's Prometheus metrics (names chat_persister_*).
+type metrics struct {
+	batchSize    prometheus.Histogram
+	writeSeconds prometheus.Histogram
+	stored       prometheus.Counter
+	deadLettered prometheus.Counter
+	redeliveries prometheus.Counter
+	errors       prometheus.Counter
+	pending      prometheus.Gauge
+	ackPending   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chat_persister_batch_size",
+			Help:    "Messages per processed batch.",
+			Buckets: []float64{1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500},
+		}),
+		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chat_persister_write_seconds",
+			Help:    "Duration of one batch insert into MongoDB, failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		stored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_persister_stored_total",
+			Help: "Messages written to MongoDB, then acked (a redelivered, already stored message counts again).",
+		}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_persister_deadletter_total",
+			Help: "Invalid payloads republished to chat.deadletter and terminated.",
+		}),
+		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_persister_redeliveries_total",
+			Help: "Messages received that JetStream had delivered before.",
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_persister_errors_total",
+			Help: "Failed batch writes, dead-letter publishes, acks and consumer interruptions.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chat_persister_consumer_pending",
+			Help: "Messages in CHAT not yet delivered to the persister consumer (polled).",
+		}),
+		ackPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chat_persister_consumer_ack_pending",
+			Help: "Messages delivered to the persister consumer and not yet acked (polled).",
+		}),
+	}
+	all := []prometheus.Collector{m.batchSize, m.writeSeconds, m.stored, m.deadLettered,
+		m.redeliveries, m.errors, m.pending, m.ackPending}
+	for _, c := range all {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register persister metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,159 @@
+// Package app is the pusher service: one ordered consumer per node feeding an in-process
+// hub that pushes messages to websocket clients at /ws, with resumes (since) served from
+// the hub's window, JetStream or MongoDB. cmd/chat composes it with the other services.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/services/pusher/internal/feed"
+	"github.com/chatrt/chat/services/pusher/internal/hub"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is read from the environment with the prefix CHAT_.
+type Config struct {
+	NATSURL         string             `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	MongoURI        string             `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
+	HTTPAddr        string             `envconfig:"HTTP_ADDR" default:"127.0.0.1:8081"`
+	Stream          chat.StreamOptions `envconfig:"STREAM"`
+	ShutdownTimeout time.Duration      `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+
+	// Window is how many recent messages per room the node keeps to serve resumes.
+	Window int `envconfig:"WINDOW" default:"1024"`
+	// QueueSize is how many frames a client may have waiting before it is evicted (1013).
+	QueueSize int `envconfig:"QUEUE_SIZE" default:"4096"`
+	// ReplayBatch is how many older messages a resume reads per step.
+	ReplayBatch  int           `envconfig:"REPLAY_BATCH" default:"256"`
+	PingInterval time.Duration `envconfig:"PING_INTERVAL" default:"25s"`
+	PongTimeout  time.Duration `envconfig:"PONG_TIMEOUT" default:"60s"`
+	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s"`
+	// MaxSubscriptions caps the rooms one socket may subscribe to.
+	MaxSubscriptions int `envconfig:"MAX_SUBSCRIPTIONS" default:"64"`
+	// CloseSpread spreads the 1012 closes of a shutdown over this window.
+	CloseSpread time.Duration `envconfig:"CLOSE_SPREAD" default:"3s"`
+	// AllowedOrigins are browser Origins allowed besides the same origin ("*": any).
+	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
+}
+
+// Deps are the connections the pusher uses; the caller owns them.
+type Deps struct {
+	NATS    *nats.Conn
+	Mongo   *mongo.Client // nil: resumes older than the stream are not served
+	Metrics *prometheus.Registry
+	Log     *slog.Logger
+}
+
+// App is a pusher node.
+type App struct {
+	cfg      Config
+	deps     Deps
+	hub      *hub.Hub
+	feed     *feed.Feed
+	draining atomic.Bool
+}
+
+// New ensures the streams and prepares the node's feed to start after the stream's
+// current last message.
+func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := chat.EnsureStreams(ctx, js, cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream info: %w", err)
+	}
+	var store *history.Store
+	if deps.Mongo != nil {
+		store = history.New(deps.Mongo)
+	}
+	start := info.State.LastSeq
+	h := hub.New(hub.Config{
+		Window:        max(cfg.Window, 1),
+		QueueSize:     max(cfg.QueueSize, 2*max(cfg.Window, 1)),
+		ReplayBatch:   max(cfg.ReplayBatch, 1),
+		PingInterval:  cfg.PingInterval,
+		PongTimeout:   cfg.PongTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
+		MaxSubs:       max(cfg.MaxSubscriptions, 1),
+		CloseSpread:   cfg.CloseSpread,
+		AllowedOrigin: cfg.AllowedOrigins,
+	}, start, feed.NewBacklog(stream, store, info.Created), deps.Metrics, deps.Log)
+	return &App{
+		cfg:  cfg,
+		deps: deps,
+		hub:  h,
+		feed: feed.New(stream, info.Created, start, h, deps.Log),
+	}, nil
+}
+
+// Handler serves /ws, /healthz, /readyz and /metrics.
+func (a *App) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", a.hub)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		natsOK := a.deps.NATS.IsConnected()
+		status := http.StatusOK
+		if !natsOK || a.draining.Load() {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, map[string]any{"nats": natsOK, "draining": a.draining.Load(),
+			"connections": a.hub.Connections(), "head_seq": a.hub.Head()})
+	})
+	if a.deps.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.deps.Metrics, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+// Run feeds the hub until ctx ends, then drains: readiness goes false, clients are
+// closed with 1012 (spread over CloseSpread), and only then the feed stops.
+func (a *App) Run(ctx context.Context) error {
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFeed()
+	g, gctx := errgroup.WithContext(feedCtx)
+	g.Go(func() error { return a.feed.Run(gctx) })
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done():
+			return nil
+		}
+		a.draining.Store(true)
+		sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := a.hub.Shutdown(sctx); err != nil {
+			a.deps.Log.Warn("close websocket clients", "error", err)
+		}
+		stopFeed()
+		return nil
+	})
+	return g.Wait()
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

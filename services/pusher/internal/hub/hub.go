@@ -1,0 +1,195 @@
+// Package hub is the pusher's in-process fan-out: rooms with their subscribers and a
+// window of recent frames, websocket clients with bounded queues and one writer each, and
+// resumes that replay what a client missed (from the window, else from an older source)
+// before switching it to live delivery with no gap and no duplicate.
+package hub
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes the hub.
+type Config struct {
+	Window        int           // recent frames kept per room for resumes
+	QueueSize     int           // frames a client may have queued before it is evicted
+	ReplayBatch   int           // messages fetched per step of a replay from the backlog
+	PingInterval  time.Duration // websocket ping period
+	PongTimeout   time.Duration // a client silent for this long is dropped
+	WriteTimeout  time.Duration // one batched write may take this long
+	MaxSubs       int           // subscriptions per socket
+	CloseSpread   time.Duration // shutdown closes clients spread over this window
+	AllowedOrigin []string      // extra Origins allowed besides same-origin
+}
+
+// Backlog serves messages older than a room's window: JetStream, then MongoDB.
+type Backlog interface {
+	// Fetch returns up to max messages of room with after < seq <= upTo, oldest first,
+	// and next: the range (after, next] is fully covered by what it returned, so the
+	// caller continues after next. next > after unless err != nil.
+	Fetch(ctx context.Context, room string, after, upTo uint64, max int) (msgs []chat.Message, next uint64, err error)
+}
+
+type metrics struct {
+	connections   prometheus.Gauge
+	subscriptions prometheus.Gauge
+	deliveries    prometheus.Counter
+	evictions     prometheus.Counter
+	replays       *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		connections:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_pusher_connections", Help: "Open websocket connections."}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_pusher_subscriptions", Help: "Active room subscriptions."}),
+		deliveries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_pusher_frames_sent_total", Help: "Websocket frames written to clients."}),
+		evictions:     prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_pusher_evictions_total", Help: "Slow clients closed with 1013."}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_pusher_replays_total",
+			Help: "Resumes by where they were served from (window: memory; backlog: JetStream/MongoDB)."}, []string{"source"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.subscriptions, m.deliveries, m.evictions, m.replays)
+	}
+	return m
+}
+
+// Hub routes messages from the node's feed to the subscribers of their room.
+type Hub struct {
+	cfg     Config
+	backlog Backlog
+	log     *slog.Logger
+	metrics metrics
+	start   uint64        // the feed delivers every message with seq > start
+	head    atomic.Uint64 // highest seq the feed has handled
+
+	mu      sync.Mutex
+	rooms   map[string]*room
+	clients map[*Client]struct{}
+	closing bool
+}
+
+// New returns a hub whose feed delivers every message after seq start.
+func New(cfg Config, start uint64, backlog Backlog, reg prometheus.Registerer, log *slog.Logger) *Hub {
+	h := &Hub{cfg: cfg, backlog: backlog, log: log, metrics: newMetrics(reg), start: start,
+		rooms: make(map[string]*room), clients: make(map[*Client]struct{})}
+	h.head.Store(start)
+	return h
+}
+
+// Head is the highest stream seq the hub has handled.
+func (h *Hub) Head() uint64 { return h.head.Load() }
+
+func (h *Hub) room(name string) *room {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, ok := h.rooms[name]
+	if !ok {
+		r = newRoom(name, h.start, h.cfg.Window)
+		h.rooms[name] = r
+	}
+	return r
+}
+
+// Publish fans m out to its room. The feed calls it in stream order.
+func (h *Hub) Publish(m *chat.Message) {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, m.AppendJSON(make([]byte, 0, 160+len(m.Name)+len(m.Message)), "message"))
+	if err != nil {
+		h.log.Error("encode frame", "seq", m.Seq, "error", err)
+		h.Advance(m.Seq)
+		return
+	}
+	f := &frame{seq: m.Seq, pm: pm}
+	r := h.room(m.Room)
+	r.mu.Lock()
+	r.add(f, h.cfg.Window)
+	for s := range r.subs {
+		if s.live && f.seq > s.lastSent {
+			s.lastSent = f.seq
+			s.c.enqueue(f.pm)
+		}
+	}
+	r.mu.Unlock()
+	h.head.Store(m.Seq)
+}
+
+// Advance records that the feed handled seq without a message to deliver (an invalid
+// payload, which the persister dead-letters).
+func (h *Hub) Advance(seq uint64) { h.head.Store(seq) }
+
+// register adds a client; false when the hub is shutting down.
+func (h *Hub) register(c *Client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.clients[c] = struct{}{}
+	h.metrics.connections.Inc()
+	return true
+}
+
+func (h *Hub) unregister(c *Client) {
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
+	h.metrics.connections.Dec()
+	c.mu.Lock()
+	subs := make([]*sub, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.subs = map[string]*sub{}
+	c.mu.Unlock()
+	for _, s := range subs {
+		h.unsubscribe(s)
+	}
+}
+
+// Connections is the number of registered clients.
+func (h *Hub) Connections() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients)
+}
+
+// Shutdown refuses new clients and closes the existing ones with 1012, spread over
+// cfg.CloseSpread so they do not all reconnect elsewhere at the same instant. It returns
+// when every connection is closed or ctx ends.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	clients := make([]*Client, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	var step time.Duration
+	if len(clients) > 1 && h.cfg.CloseSpread > 0 {
+		step = h.cfg.CloseSpread / time.Duration(len(clients))
+	}
+	for i, c := range clients {
+		if step > 0 && i > 0 {
+			select {
+			case <-time.After(step):
+			case <-ctx.Done():
+				step = 0
+			}
+		}
+		c.Close(CloseServiceRestart, "server shutting down")
+	}
+	for _, c := range clients {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"github.com/gorilla/websocket"
+)
+
+// sub is one client's subscription to one room. While it replays, live frames are not
+// queued for it (live == false); the room's window holds them, and the replay switches
+// the subscription to live under the room lock once it has caught up with the window.
+// lastSent is the seq of the last message queued for it: nothing at or below it is queued
+// again, which is what makes the replay→live seam gap-free and duplicate-free.
+type sub struct {
+	c      *Client
+	room   *room
+	cancel context.CancelFunc
+
+	// guarded by room.mu once registered in room.subs
+	live     bool
+	lastSent uint64
+}
+
+var errAlreadySubscribed = errors.New("already subscribed")
+var errTooManySubs = errors.New("too many subscriptions on this socket")
+
+// subscribe subscribes c to room. since == nil: live messages only. Otherwise every
+// message with seq > *since exactly once, then live. The subscribed frame goes out first.
+func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
+	c.mu.Lock()
+	if _, ok := c.subs[name]; ok {
+		c.mu.Unlock()
+		return errAlreadySubscribed
+	}
+	if len(c.subs) >= h.cfg.MaxSubs {
+		c.mu.Unlock()
+		return errTooManySubs
+	}
+	r := h.room(name)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sub{c: c, room: r, cancel: cancel}
+	c.subs[name] = s
+	c.mu.Unlock()
+	h.metrics.subscriptions.Inc()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !c.enqueue(subscribedFrame(name, h.head.Load())) {
+		return nil // closing
+	}
+	r.subs[s] = struct{}{}
+	switch {
+	case since == nil:
+		s.live, s.lastSent = true, r.last
+	case *since >= r.floor:
+		// The window holds everything after since: queue it and go live, atomically with
+		// respect to the feed (both under r.mu).
+		h.metrics.replays.WithLabelValues("window").Inc()
+		s.live, s.lastSent = true, r.last
+		if frames := r.after(*since); len(frames) > 0 {
+			pms := make([]*websocket.PreparedMessage, len(frames))
+			for i, f := range frames {
+				pms[i] = f.pm
+			}
+			c.enqueue(pms...)
+		}
+	default:
+		h.metrics.replays.WithLabelValues("backlog").Inc()
+		s.lastSent = *since
+		go h.replay(ctx, s)
+	}
+	return nil
+}
+
+// unsubscribe removes s from its room and stops its replay.
+func (h *Hub) unsubscribe(s *sub) {
+	s.cancel()
+	s.room.mu.Lock()
+	delete(s.room.subs, s)
+	s.room.mu.Unlock()
+	h.metrics.subscriptions.Dec()
+}
+
+// replay feeds s from the backlog in bounded batches (waiting while the client's queue
+// is half full, so a large backlog neither floods memory nor starves the client's other
+// rooms) until it reaches the room's window, then queues the window's rest and goes live.
+func (h *Hub) replay(ctx context.Context, s *sub) {
+	r, c := s.room, s.c
+	for {
+		r.mu.Lock()
+		if s.lastSent >= r.floor {
+			frames := r.after(s.lastSent)
+			pms := make([]*websocket.PreparedMessage, len(frames))
+			for i, f := range frames {
+				pms[i] = f.pm
+			}
+			if len(pms) == 0 || c.enqueue(pms...) {
+				s.live = true
+				s.lastSent = max(s.lastSent, r.last)
+			}
+			r.mu.Unlock()
+			return
+		}
+		upTo := r.floor
+		r.mu.Unlock()
+
+		if !c.waitRoom(h.cfg.QueueSize/2, ctx.Done()) {
+			return
+		}
+		msgs, next, err := h.fetch(ctx, r.name, s.lastSent, upTo)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Error("replay", "room", r.name, "after", s.lastSent, "error", err)
+				c.Close(CloseInternal, "resume failed, reconnect and resume again")
+			}
+			return
+		}
+		if len(msgs) > 0 {
+			pms := make([]*websocket.PreparedMessage, 0, len(msgs))
+			for i := range msgs {
+				pm, err := websocket.NewPreparedMessage(websocket.TextMessage, msgs[i].AppendJSON(nil, "message"))
+				if err != nil {
+					h.log.Error("encode replay frame", "seq", msgs[i].Seq, "error", err)
+					c.Close(CloseInternal, "resume failed, reconnect and resume again")
+					return
+				}
+				pms = append(pms, pm)
+			}
+			if !c.enqueue(pms...) {
+				return
+			}
+		}
+		s.lastSent = next
+	}
+}
+
+// fetch asks the backlog for the next batch, retrying briefly on errors (e.g. NATS
+// reconnecting) before giving up.
+func (h *Hub) fetch(ctx context.Context, room string, after, upTo uint64) ([]chat.Message, uint64, error) {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var msgs []chat.Message
+		var next uint64
+		msgs, next, err = h.backlog.Fetch(fctx, room, after, upTo, h.cfg.ReplayBatch)
+		cancel()
+		if err == nil {
+			if next <= after {
+				return nil, 0, errors.New("backlog made no progress")
+			}
+			return msgs, next, nil
+		}
+		select {
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	return nil, 0, err
+}
+
+func subscribedFrame(room string, seq uint64) *websocket.PreparedMessage {
+	b := append([]byte(`{"type":"subscribed","room":"`), room...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, '}')
+	pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, b)
+	return pm
+}
