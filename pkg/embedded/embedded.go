@@ -110,7 +110,7 @@ func StartFerret(o FerretOptions) (*Ferret, error) {
 		_ = f.Run(ctx)
 	}()
 	fd.uri = f.MongoDBURI()
-	host, port, _ := net.SplitHostPort(fd.uri[len("mongodb://"):len(fd.uri)-1])
+	host, port, _ := net.SplitHostPort(fd.uri[len("mongodb://") : len(fd.uri)-1])
 	fd.addr = net.JoinHostPort(host, port)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

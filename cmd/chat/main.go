@@ -1,0 +1,229 @@
+// Command chat runs the whole chat system in one process: api (UI, REST), persister and
+// pusher (/ws) on one HTTP port. With neither CHAT_NATS_URL nor CHAT_MONGO_URI set it also
+// runs an embedded NATS server with JetStream (127.0.0.1:4222) and an embedded
+// MongoDB-wire server (FerretDB on SQLite, 127.0.0.1:27017), both storing under ./data,
+// so `go run ./cmd/chat` is a complete local chat on http://127.0.0.1:8080.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/chatrt/chat/pkg/embedded"
+	"github.com/chatrt/chat/pkg/history"
+	apiapp "github.com/chatrt/chat/services/api/app"
+	persisterapp "github.com/chatrt/chat/services/persister/app"
+	pusherapp "github.com/chatrt/chat/services/pusher/app"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the all-in-one's own configuration (CHAT_ prefix); each service also reads
+// its own settings from the same environment.
+type Config struct {
+	// NATSURL and MongoURI point at external servers; each one left empty is embedded.
+	NATSURL  string `envconfig:"NATS_URL"`
+	MongoURI string `envconfig:"MONGO_URI"`
+	// HTTPAddr serves UI, API and /ws.
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
+	// DataDir holds the embedded servers' data (nats/, mongo/).
+	DataDir string `envconfig:"DATA_DIR" default:"data"`
+	// EmbeddedNATSAddr and EmbeddedMongoAddr are where the embedded servers listen, so
+	// other processes can publish and tools such as mongosh can read.
+	EmbeddedNATSAddr  string        `envconfig:"EMBEDDED_NATS_ADDR" default:"127.0.0.1:4222"`
+	EmbeddedMongoAddr string        `envconfig:"EMBEDDED_MONGO_ADDR" default:"127.0.0.1:27017"`
+	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+
+	API       apiapp.Config       `ignored:"true"`
+	Persister persisterapp.Config `ignored:"true"`
+	Pusher    pusherapp.Config    `ignored:"true"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	cfg, err := loadConfig()
+	if err != nil {
+		log.Error("config", "error", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("run", "error", err)
+		os.Exit(1)
+	}
+}
+
+func loadConfig() (Config, error) {
+	var cfg Config
+	for _, c := range []any{&cfg, &cfg.API, &cfg.Persister, &cfg.Pusher} {
+		if err := envconfig.Process("chat", c); err != nil {
+			return Config{}, err
+		}
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	return serve(ctx, cfg, log, ln)
+}
+
+// serve runs the system on ln until ctx ends, then shuts down in order: stop intake
+// (readiness false, websocket clients closed with 1012, in-flight posts finished), drain
+// the consumers, close the connections, stop the embedded servers.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
+	defer ln.Close()
+	natsURL, mongoURI := cfg.NATSURL, cfg.MongoURI
+	if natsURL == "" {
+		host, port, err := splitAddr(cfg.EmbeddedNATSAddr)
+		if err != nil {
+			return fmt.Errorf("CHAT_EMBEDDED_NATS_ADDR: %w", err)
+		}
+		ns, err := embedded.StartNATS(embedded.NATSOptions{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "nats")})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		natsURL = ns.ClientURL()
+		log.Info("embedded nats", "url", natsURL, "store", filepath.Join(cfg.DataDir, "nats"))
+	}
+	if mongoURI == "" {
+		fd, err := embedded.StartFerret(embedded.FerretOptions{Addr: cfg.EmbeddedMongoAddr, Dir: filepath.Join(cfg.DataDir, "mongo")})
+		if err != nil {
+			return err
+		}
+		defer fd.Stop()
+		mongoURI = fd.URI()
+		log.Info("embedded mongodb (ferretdb/sqlite)", "uri", mongoURI, "dir", filepath.Join(cfg.DataDir, "mongo"))
+	}
+
+	nc, err := nats.Connect(natsURL, nats.Name("chat-all-in-one"), nats.MaxReconnects(-1),
+		nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return fmt.Errorf("connect nats: %w", err)
+	}
+	defer nc.Close()
+	mc, err := history.Connect(ctx, mongoURI)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mc.Disconnect(context.Background()) }()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api, err := apiapp.New(ctx, cfg.API, apiapp.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log.With("service", "api")})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	persister, err := persisterapp.New(ctx, cfg.Persister, persisterapp.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log.With("service", "persister")})
+	if err != nil {
+		return fmt.Errorf("persister: %w", err)
+	}
+	pusher, err := pusherapp.New(ctx, cfg.Pusher, pusherapp.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log.With("service", "pusher")})
+	if err != nil {
+		return fmt.Errorf("pusher: %w", err)
+	}
+	handlers := map[string]http.Handler{"api": api.Handler(), "persister": persister.Handler(), "pusher": pusher.Handler()}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", handlers["pusher"])
+	mux.Handle("GET /readyz", readyz(handlers))
+	mux.Handle("/", handlers["api"])
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return api.Run(gctx) })
+	g.Go(func() error { return persister.Run(gctx) })
+	g.Go(func() error { return pusher.Run(gctx) })
+	g.Go(func() error {
+		log.Info("listening", "url", "http://"+ln.Addr().String())
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	err = g.Wait()
+	if derr := nc.Drain(); derr != nil && err == nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		err = fmt.Errorf("drain nats: %w", derr)
+	}
+	return err
+}
+
+// readyz is ready when every service in the process is.
+func readyz(handlers map[string]http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := http.StatusOK
+		body := []byte{'{'}
+		first := true
+		for _, name := range []string{"api", "persister", "pusher"} {
+			rec := httptest.NewRecorder()
+			handlers[name].ServeHTTP(rec, r)
+			if rec.Code != http.StatusOK {
+				status = http.StatusServiceUnavailable
+			}
+			if !first {
+				body = append(body, ',')
+			}
+			first = false
+			body = strconv.AppendQuote(body, name)
+			body = append(body, ':')
+			body = append(body, bytesTrim(rec.Body.Bytes())...)
+		}
+		body = append(body, '}', '\n')
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	})
+}
+
+func bytesTrim(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	if len(b) == 0 || (b[0] != '{' && b[0] != '[') {
+		return strconv.AppendQuote(nil, string(b))
+	}
+	return b
+}
+
+func splitAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	if port == 0 {
+		port = -1 // random
+	}
+	return host, port, nil
+}
