@@ -1,0 +1,322 @@
+/*
+ * chat.js: a small browser client for the chat service (no dependencies).
+ *
+ * Include it with <script src="/chat.js"></script>; it defines window.ChatClient.
+ *
+ *   const client = new ChatClient({
+ *     url:          'wss://host/ws',  // optional; default: same-origin /ws (ws: or wss: by page scheme)
+ *     baseURL:      '',               // optional; HTTP API origin for post/history, default same origin
+ *     onMessage(msg)     {},          // {id, room, name, message, sent_at, seq}: each message of a
+ *                                     //   subscribed room, exactly once, in seq order per room
+ *     onState(state)     {},          // 'connecting' | 'live' | 'reconnecting' | 'offline'
+ *     onSubscribed(frame){},          // {type:'subscribed', room, seq}: once per (re)subscription
+ *     onError(err)       {},          // {source:'ws', error, room?} for server error frames,
+ *                                     //   {source:'ws', code, reason} for closes 1008/1009 (client bug)
+ *     minDelay: 500, maxDelay: 30000, // reconnect backoff in ms (exponential, capped, with jitter)
+ *     autoConnect: true,              // open the socket in the constructor
+ *   });
+ *
+ *   client.subscribe(room, since)   // since (optional): last seq already shown; every later message is
+ *                                   //   delivered once, in order. Without since: live from now.
+ *   client.unsubscribe(room)
+ *   client.lastSeq(room)            // last seq delivered (or given as since) for the room, or null
+ *   client.state                    // current connection state (see onState)
+ *   await client.post(room, name, message, idempotencyKey)
+ *                                   // POST /rooms/{room}/messages; resolves to the stored message.
+ *                                   //   Network errors and 502/503/504 are retried (twice, honouring
+ *                                   //   Retry-After) with the same Idempotency-Key, so nothing doubles;
+ *                                   //   omit the key to get a fresh random one. Rejects with ChatError.
+ *   await client.history(room, {before, after, limit})
+ *                                   // GET /rooms/{room}/messages: array, oldest first. Rejects with ChatError.
+ *   client.disconnect()             // close the socket, keep rooms and seqs (state 'offline')
+ *   client.connect()                // reconnect now; every room resumes with since = its last seq
+ *   client.close()                  // disconnect for good and forget all rooms
+ *
+ *   ChatClient.newKey()             // random Idempotency-Key (32 hex chars)
+ *   ChatClient.validRoom(room)      // 1-64 chars of [A-Za-z0-9_-]
+ *   ChatClient.ChatError            // Error with .status (0 = network), .error (server reason),
+ *                                   //   .retryAfter (seconds or null), .key (Idempotency-Key used)
+ *
+ * Reconnects: after any unexpected close (including 1012 "server restarting" and 1013 "too slow")
+ * the client waits min(maxDelay, minDelay * 2^attempt), jittered to 50-100 %, reconnects and
+ * resubscribes every room with since = the last seq it delivered, so nothing is missed and
+ * nothing is delivered twice (messages with seq <= last are dropped).
+ */
+(function (global) {
+  'use strict';
+
+  const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+  const CONNECT_TIMEOUT = 10000; // ms a socket may stay in CONNECTING
+  const STABLE_AFTER = 5000;     // ms a socket must stay open before the backoff resets
+
+  class ChatError extends Error {
+    constructor(status, error, retryAfter, key) {
+      super(error);
+      this.name = 'ChatError';
+      this.status = status;
+      this.error = error;
+      this.retryAfter = retryAfter;
+      this.key = key;
+    }
+
+    static async fromResponse(res, key) {
+      let reason = '';
+      try {
+        const body = await res.json();
+        if (body && typeof body.error === 'string') reason = body.error;
+      } catch (_) { /* not JSON */ }
+      if (!reason) reason = res.statusText || 'HTTP ' + res.status;
+      const ra = parseInt(res.headers.get('Retry-After') || '', 10);
+      return new ChatError(res.status, reason, Number.isFinite(ra) ? ra : null, key);
+    }
+  }
+
+  function newKey() {
+    const b = new Uint8Array(16);
+    global.crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  }
+
+  function defaultURL() {
+    const loc = global.location;
+    return (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + '/ws';
+  }
+
+  function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+  function noop() {}
+  function isSeq(n) { return Number.isSafeInteger(n) && n >= 0; }
+
+  class ChatClient {
+    constructor(opts = {}) {
+      this.url = opts.url || defaultURL();
+      this.baseURL = (opts.baseURL || '').replace(/\/+$/, '');
+      this.onMessage = opts.onMessage || noop;
+      this.onState = opts.onState || noop;
+      this.onSubscribed = opts.onSubscribed || noop;
+      this.onError = opts.onError || noop;
+      this.minDelay = opts.minDelay ?? 500;
+      this.maxDelay = opts.maxDelay ?? 30000;
+      this.state = 'offline';
+      // room -> {last: seq delivered or given as since, floor: stream seq at a subscription
+      // without since, awaiting: a subscribe was sent and its 'subscribed' frame not yet seen}
+      this._rooms = new Map();
+      this._ws = null;
+      this._wanted = false;    // should a socket be open?
+      this._everOpen = false;  // has the current connect() had a socket open?
+      this._attempt = 0;
+      this._retryTimer = null;
+      this._openTimer = null;
+      this._openedAt = 0;
+      this._online = () => {
+        if (this._wanted && !this._ws) { this._attempt = 0; this._open(); }
+      };
+      this._offline = () => { if (this.state !== 'live') this._setState('offline'); };
+      global.addEventListener('online', this._online);
+      global.addEventListener('offline', this._offline);
+      if (opts.autoConnect !== false) this.connect();
+    }
+
+    static newKey() { return newKey(); }
+    static validRoom(room) { return typeof room === 'string' && ROOM_RE.test(room); }
+
+    lastSeq(room) {
+      const r = this._rooms.get(room);
+      return r ? r.last : null;
+    }
+
+    subscribe(room, since) {
+      if (!ChatClient.validRoom(room)) throw new TypeError('invalid room: ' + room);
+      if (since != null && !isSeq(since)) throw new TypeError('invalid since: ' + since);
+      if (this._rooms.has(room)) this._send({ type: 'unsubscribe', room });
+      const r = { last: since ?? null, floor: null, awaiting: false };
+      this._rooms.set(room, r);
+      this._sendSubscribe(room, r);
+    }
+
+    unsubscribe(room) {
+      if (this._rooms.delete(room)) this._send({ type: 'unsubscribe', room });
+    }
+
+    connect() {
+      this._wanted = true;
+      if (this._ws) return;
+      this._everOpen = false;
+      this._attempt = 0;
+      clearTimeout(this._retryTimer);
+      this._open();
+    }
+
+    disconnect() {
+      this._wanted = false;
+      clearTimeout(this._retryTimer);
+      clearTimeout(this._openTimer);
+      const ws = this._ws;
+      this._ws = null;
+      if (ws) ws.close(1000, 'bye');
+      this._setState('offline');
+    }
+
+    close() {
+      this.disconnect();
+      this._rooms.clear();
+      global.removeEventListener('online', this._online);
+      global.removeEventListener('offline', this._offline);
+    }
+
+    async post(room, name, message, idempotencyKey, { retries = 2, signal } = {}) {
+      const key = idempotencyKey || newKey();
+      const url = this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages';
+      const init = {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Accept': 'application/json', 'Idempotency-Key': key },
+        body: JSON.stringify({ name, message }),
+        signal,
+      };
+      for (let attempt = 0; ; attempt++) {
+        let res;
+        try {
+          res = await fetch(url, init);
+        } catch (e) {
+          if ((signal && signal.aborted) || attempt >= retries) {
+            throw new ChatError(0, 'network error: ' + (e && e.message ? e.message : e), null, key);
+          }
+          await sleep(this._delay(attempt));
+          continue;
+        }
+        if (res.ok) return res.json();
+        const err = await ChatError.fromResponse(res, key);
+        if (attempt >= retries || ![502, 503, 504].includes(res.status)) throw err;
+        await sleep(err.retryAfter != null ? Math.min(err.retryAfter, 10) * 1000 : this._delay(attempt));
+      }
+    }
+
+    async history(room, { before, after, limit } = {}) {
+      const q = new URLSearchParams();
+      if (before != null) q.set('before', String(before));
+      if (after != null) q.set('after', String(after));
+      if (limit != null) q.set('limit', String(limit));
+      const qs = q.toString();
+      const url = this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages' + (qs ? '?' + qs : '');
+      let res;
+      try {
+        res = await fetch(url, { headers: { 'Accept': 'application/json' } });
+      } catch (e) {
+        throw new ChatError(0, 'network error: ' + (e && e.message ? e.message : e), null, null);
+      }
+      if (!res.ok) throw await ChatError.fromResponse(res, null);
+      const list = await res.json();
+      if (!Array.isArray(list)) throw new ChatError(res.status, 'unexpected history response', null, null);
+      return list;
+    }
+
+    // --- internals ---
+
+    _setState(s) {
+      if (s === this.state) return;
+      this.state = s;
+      try { this.onState(s); } catch (e) { console.error(e); }
+    }
+
+    _delay(attempt) {
+      const d = Math.min(this.maxDelay, this.minDelay * Math.pow(2, attempt));
+      return d / 2 + Math.random() * d / 2;
+    }
+
+    _open() {
+      clearTimeout(this._retryTimer);
+      this._setState(this._everOpen ? 'reconnecting' : 'connecting');
+      let ws;
+      try {
+        ws = new WebSocket(this.url);
+      } catch (e) {
+        this.onError({ source: 'ws', error: String(e) });
+        this._wanted = false;
+        this._setState('offline');
+        return;
+      }
+      this._ws = ws;
+      this._openTimer = setTimeout(() => { if (ws.readyState === WebSocket.CONNECTING) ws.close(); }, CONNECT_TIMEOUT);
+      ws.onopen = () => {
+        if (this._ws !== ws) return;
+        clearTimeout(this._openTimer);
+        this._everOpen = true;
+        this._openedAt = Date.now();
+        this._setState('live');
+        for (const [room, r] of this._rooms) this._sendSubscribe(room, r);
+      };
+      ws.onmessage = (ev) => { if (this._ws === ws) this._frame(ev.data); };
+      ws.onerror = noop; // a close event always follows
+      ws.onclose = (ev) => {
+        clearTimeout(this._openTimer);
+        if (this._ws !== ws) return;
+        this._ws = null;
+        if (ev.code === 1008 || ev.code === 1009) {
+          console.error('chat: server closed the socket', ev.code, ev.reason);
+          this.onError({ source: 'ws', code: ev.code, reason: ev.reason });
+        }
+        if (!this._wanted) { this._setState('offline'); return; }
+        this._scheduleReconnect();
+      };
+    }
+
+    _scheduleReconnect() {
+      if (this._openedAt && Date.now() - this._openedAt > STABLE_AFTER) this._attempt = 0;
+      this._openedAt = 0;
+      const delay = this._delay(this._attempt++);
+      this._everOpen = true; // from now on we are reconnecting
+      this._setState(global.navigator.onLine === false ? 'offline' : 'reconnecting');
+      this._retryTimer = setTimeout(() => this._open(), delay);
+    }
+
+    _send(obj) {
+      const ws = this._ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+      ws.send(JSON.stringify(obj));
+      return true;
+    }
+
+    _sendSubscribe(room, r) {
+      const f = { type: 'subscribe', room };
+      const since = r.last ?? r.floor;
+      if (since != null) f.since = since;
+      // Until its 'subscribed' frame arrives, frames for the room belong to an earlier
+      // subscription on this socket (re-subscribe) and are dropped.
+      if (this._send(f)) r.awaiting = true;
+    }
+
+    _frame(data) {
+      if (typeof data !== 'string') return;
+      let f;
+      try { f = JSON.parse(data); } catch (e) { console.error('chat: bad frame', e); return; }
+      if (!f || typeof f !== 'object') return;
+      switch (f.type) {
+        case 'message': {
+          const r = this._rooms.get(f.room);
+          if (!r || r.awaiting || !isSeq(f.seq)) return;
+          if (r.last != null && f.seq <= r.last) return; // already delivered
+          r.last = f.seq;
+          const msg = { id: f.id, room: f.room, name: f.name, message: f.message, sent_at: f.sent_at, seq: f.seq };
+          try { this.onMessage(msg); } catch (e) { console.error(e); }
+          return;
+        }
+        case 'subscribed': {
+          const r = this._rooms.get(f.room);
+          if (r) r.awaiting = false;
+          // Subscribed without since: resume from the stream position if the socket drops before
+          // the first message.
+          if (r && r.last == null && isSeq(f.seq)) r.floor = f.seq;
+          try { this.onSubscribed(f); } catch (e) { console.error(e); }
+          return;
+        }
+        case 'error':
+          try { this.onError({ source: 'ws', error: String(f.error), room: f.room }); } catch (e) { console.error(e); }
+          return;
+        default:
+          return; // unknown frame types are ignored (forward compatible)
+      }
+    }
+  }
+
+  ChatClient.ChatError = ChatError;
+  global.ChatClient = ChatClient;
+})(window);
