@@ -64,7 +64,7 @@ func invalid(format string, args ...any) error {
 func DeriveID(epoch time.Time, seq uint64) string {
 	b := make([]byte, 0, 32)
 	b = append(b, "js."...)
-	b = strconv.AppendInt(b, epoch.UnixNano(), 36)
+	b = append(b, EpochID(epoch)...)
 	b = append(b, '.')
 	b = strconv.AppendUint(b, seq, 10)
 	return string(b)

@@ -2,7 +2,9 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +22,13 @@ type StreamOptions struct {
 	MaxMsgs  int64         `envconfig:"MAX_MSGS" default:"1000000"`
 	// Duplicates is the de-duplication window for Nats-Msg-Id (and Idempotency-Key).
 	Duplicates time.Duration `envconfig:"DUPLICATES" default:"2m"`
+
+	// NextSeq, if set, is asked for the first sequence when the CHAT stream has to be
+	// created (first start, or after the stream was lost). Services pass
+	// history.Store.NextSeq, so that a recreated stream continues after everything
+	// MongoDB holds: seqs keep increasing, history stays in order, and clients' cursors
+	// stay meaningful. Not read from the environment.
+	NextSeq func(ctx context.Context) (uint64, error) `ignored:"true"`
 }
 
 // DefaultStreamOptions are the defaults envconfig applies.
@@ -86,14 +95,44 @@ func (o StreamOptions) DeadLetterConfig() jetstream.StreamConfig {
 }
 
 // EnsureStreams creates or updates the CHAT and DEADLETTER streams and returns CHAT.
-// It is idempotent and safe to call from every replica of every service at start-up.
+// It is idempotent and safe to call from every replica of every service at start-up and
+// whenever the stream turns out to be gone. A CHAT stream it creates starts at
+// o.NextSeq (when set); an existing stream keeps its sequence.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {
 	if _, err := js.CreateOrUpdateStream(ctx, o.DeadLetterConfig()); err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", DeadLetterStream, err)
 	}
-	s, err := js.CreateOrUpdateStream(ctx, o.Config())
+	cfg := o.Config()
+	existing, err := js.Stream(ctx, StreamName)
+	switch {
+	case err == nil:
+		cfg.FirstSeq = existing.CachedInfo().Config.FirstSeq
+		s, err := js.UpdateStream(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("update stream %s: %w", StreamName, err)
+		}
+		return s, nil
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
+	}
+	if o.NextSeq != nil {
+		if cfg.FirstSeq, err = o.NextSeq(ctx); err != nil {
+			return nil, fmt.Errorf("first seq of a new stream %s: %w", StreamName, err)
+		}
+	}
+	s, err := js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// Another replica created it first.
+		if s, err = js.Stream(ctx, StreamName); err == nil {
+			return s, nil
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
 	}
 	return s, nil
 }
+
+// EpochID names one incarnation of the CHAT stream by its creation time. The pusher
+// sends it in subscribed frames: when it changes, the stream was lost and recreated.
+func EpochID(created time.Time) string { return strconv.FormatInt(created.UnixNano(), 36) }

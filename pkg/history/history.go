@@ -138,6 +138,25 @@ func (s *Store) Range(ctx context.Context, room string, from, to uint64, limit i
 	return s.find(ctx, f, 1, limit, false)
 }
 
+// SeqMargin is how far a recreated stream's first seq lies beyond the highest seq in
+// MongoDB: room for messages the lost stream had acknowledged but the persister had not
+// stored yet, so no new message reuses a seq that a client may already have seen.
+const SeqMargin = 1_000_000
+
+// NextSeq is the first seq for a CHAT stream created now: 1 on an empty store, else the
+// highest stored seq + 1 + SeqMargin. Pass it as chat.StreamOptions.NextSeq.
+func (s *Store) NextSeq(ctx context.Context) (uint64, error) {
+	var d doc
+	err := s.coll.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("highest stored seq: %w", err)
+	}
+	return uint64(d.Seq) + 1 + SeqMargin, nil
+}
+
 // Count returns how many messages room has (tests and tools).
 func (s *Store) Count(ctx context.Context, room string) (int64, error) {
 	return s.coll.CountDocuments(ctx, bson.D{{Key: "room", Value: room}})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/pusher/app"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
@@ -38,7 +39,11 @@ func main() {
 }
 
 func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("chat-pusher"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	secure, err := natsconn.EnvOptions()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(secure, nats.Name("chat-pusher"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		return fmt.Errorf("connect nats: %w", err)
 	}
@@ -54,9 +59,17 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Read/WriteTimeout bound plain requests (slowloris); net/http clears the deadlines
+	// when /ws hijacks the connection, and the hub then keeps its own (pong, write).
+	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.Run(gctx) })
+	drained := make(chan struct{})
+	g.Go(func() error {
+		defer close(drained)
+		return a.Run(gctx)
+	})
 	g.Go(func() error {
 		log.Info("listening", "addr", cfg.HTTPAddr)
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
@@ -65,9 +78,11 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 		return nil
 	})
 	g.Go(func() error {
-		<-gctx.Done()
-		// a.Run closes the websocket clients itself (Shutdown does not touch hijacked
-		// connections); this stops new requests and health checks.
+		// a.Run drains first: /readyz answers 503 so the load balancer stops sending new
+		// clients, and the hub closes the websocket clients itself (Shutdown does not
+		// touch hijacked connections), spread over CHAT_CLOSE_SPREAD. Only then the HTTP
+		// server stops.
+		<-drained
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		return srv.Shutdown(sctx)

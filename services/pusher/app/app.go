@@ -47,6 +47,8 @@ type Config struct {
 	CloseSpread time.Duration `envconfig:"CLOSE_SPREAD" default:"3s"`
 	// AllowedOrigins are browser Origins allowed besides the same origin ("*": any).
 	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
+	// StreamWatch is how often the node checks whether the stream was recreated.
+	StreamWatch time.Duration `envconfig:"STREAM_WATCH" default:"2s"`
 }
 
 // Deps are the connections the pusher uses; the caller owns them.
@@ -73,7 +75,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	stream, err := chat.EnsureStreams(ctx, js, cfg.Stream)
+	var store *history.Store
+	if deps.Mongo != nil {
+		store = history.New(deps.Mongo)
+		cfg.Stream.NextSeq = store.NextSeq
+	}
+	ensure := func(ctx context.Context) (jetstream.Stream, error) { return chat.EnsureStreams(ctx, js, cfg.Stream) }
+	stream, err := ensure(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -81,10 +89,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream info: %w", err)
 	}
-	var store *history.Store
-	if deps.Mongo != nil {
-		store = history.New(deps.Mongo)
-	}
+	src := feed.NewSource(js, stream, ensure)
 	start := info.State.LastSeq
 	h := hub.New(hub.Config{
 		Window:        max(cfg.Window, 1),
@@ -96,12 +101,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		MaxSubs:       max(cfg.MaxSubscriptions, 1),
 		CloseSpread:   cfg.CloseSpread,
 		AllowedOrigin: cfg.AllowedOrigins,
-	}, start, feed.NewBacklog(stream, store, info.Created), deps.Metrics, deps.Log)
+	}, start, info.Created, feed.NewBacklog(src, store), deps.Metrics, deps.Log)
 	return &App{
 		cfg:  cfg,
 		deps: deps,
 		hub:  h,
-		feed: feed.New(stream, info.Created, start, h, deps.Log),
+		feed: feed.New(src, start, cfg.StreamWatch, h, deps.Log),
 	}, nil
 }
 

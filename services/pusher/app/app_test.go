@@ -94,6 +94,7 @@ func (e *env) publish(room string, n int) []chat.Message {
 }
 
 type frame struct {
+	Epoch string `json:"epoch"`
 	Type  string `json:"type"`
 	Room  string `json:"room"`
 	Seq   uint64 `json:"seq"`
@@ -356,5 +357,62 @@ func TestShutdownClosesClientsWith1012(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after shutdown")
+	}
+}
+
+// TestStreamRecreated: the stream is lost; the node recreates it continuing after what
+// MongoDB holds, closes its clients with 1012, and a client resuming with since gets the
+// new messages, the new epoch in its subscribed frame, and no old seq reused.
+func TestStreamRecreated(t *testing.T) {
+	e := newEnv(t, chat.DefaultStreamOptions())
+	cfg := defaultConfig()
+	cfg.StreamWatch = 50 * time.Millisecond
+	n := e.startPusher(cfg)
+	c := dial(t, n.url+"?room=r")
+	sub := c.next()
+	if sub.Type != "subscribed" || sub.Epoch == "" {
+		t.Fatalf("subscribed frame %+v has no epoch", sub)
+	}
+	old := e.publish("r", 5)
+	c.expect(old)
+	if err := e.store.InsertMany(context.Background(), old[:3]); err != nil { // the persister stored 3 of 5
+		t.Fatal(err)
+	}
+
+	if err := e.js.DeleteStream(context.Background(), chat.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.closeCode(); code != 1012 {
+		t.Fatalf("close %d, want 1012 after the stream was recreated", code)
+	}
+	var info *jetstream.StreamInfo
+	chattest.Eventually(t, 10*time.Second, func() bool {
+		s, err := e.js.Stream(context.Background(), chat.StreamName)
+		if err != nil {
+			return false
+		}
+		info = s.CachedInfo()
+		return true
+	}, "the stream was not recreated")
+	if want := old[2].Seq + 1 + history.SeqMargin; info.Config.FirstSeq != want {
+		t.Fatalf("recreated stream starts at %d, want %d (after what MongoDB holds)", info.Config.FirstSeq, want)
+	}
+
+	c = dial(t, fmt.Sprintf("%s?room=r&since=%d", n.url, old[4].Seq))
+	if f := c.next(); f.Type != "subscribed" || f.Epoch == sub.Epoch || f.Epoch != chat.EpochID(info.Created) {
+		t.Fatalf("subscribed after recreation %+v, old epoch %s", f, sub.Epoch)
+	}
+	fresh := e.publish("r", 3)
+	if fresh[0].Seq <= old[4].Seq {
+		t.Fatalf("new seq %d reuses the old range (last old %d)", fresh[0].Seq, old[4].Seq)
+	}
+	c.expect(fresh)
+	// A message without an id gets one derived from the new epoch.
+	ack, err := e.js.Publish(context.Background(), chat.Subject("r"), []byte(`{"name":"svc","message":"no id"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.next(); f.Seq != ack.Sequence || f.ID != chat.DeriveID(info.Created, ack.Sequence) {
+		t.Fatalf("got %+v, want seq %d with an id of the new epoch", f, ack.Sequence)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
@@ -14,18 +13,18 @@ import (
 // Backlog serves ranges of a room older than the hub's window: from JetStream while the
 // stream still holds them, from MongoDB below the stream's first sequence.
 type Backlog struct {
-	stream jetstream.Stream
-	store  *history.Store // nil: JetStream only
-	epoch  time.Time
+	src   *Source
+	store *history.Store // nil: JetStream only
 }
 
-// NewBacklog returns a backlog over stream and store.
-func NewBacklog(stream jetstream.Stream, store *history.Store, epoch time.Time) *Backlog {
-	return &Backlog{stream: stream, store: store, epoch: epoch}
+// NewBacklog returns a backlog over the source's stream and store.
+func NewBacklog(src *Source, store *history.Store) *Backlog {
+	return &Backlog{src: src, store: store}
 }
 
 func (b *Backlog) firstSeq(ctx context.Context) (uint64, error) {
-	info, err := b.stream.Info(ctx)
+	stream, _ := b.src.Current()
+	info, err := stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
@@ -77,10 +76,11 @@ func (b *Backlog) Fetch(ctx context.Context, room string, after, upTo uint64, li
 // fromStream reads with direct gets, one "next message on the room's subject" at a time.
 func (b *Backlog) fromStream(ctx context.Context, room string, after, upTo uint64, limit int) ([]chat.Message, uint64, error) {
 	subject := chat.Subject(room)
+	stream, epoch := b.src.Current()
 	var msgs []chat.Message
 	seq := after
 	for len(msgs) < limit && seq < upTo {
-		raw, err := b.stream.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subject))
+		raw, err := stream.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return msgs, upTo, nil
 		}
@@ -91,7 +91,7 @@ func (b *Backlog) fromStream(ctx context.Context, room string, after, upTo uint6
 			return msgs, upTo, nil
 		}
 		seq = raw.Sequence
-		m, err := chat.FromStored(chat.StoredFromRaw(raw), b.epoch)
+		m, err := chat.FromStored(chat.StoredFromRaw(raw), epoch)
 		if err != nil {
 			continue // invalid payloads are dead-lettered, never pushed
 		}

@@ -18,53 +18,90 @@ import (
 type Sink interface {
 	Publish(m *chat.Message)
 	Advance(seq uint64)
+	// NewEpoch tells that the stream was recreated (its sequence continues, see
+	// chat.StreamOptions.NextSeq, but anything it had not persisted is gone).
+	NewEpoch(epoch time.Time)
 }
 
 // Feed is the node's single consumer of the CHAT stream.
 type Feed struct {
-	stream jetstream.Stream
-	sink   Sink
-	epoch  time.Time
-	start  uint64
-	log    *slog.Logger
+	src   *Source
+	sink  Sink
+	last  uint64 // highest stream seq handled
+	watch time.Duration
+	log   *slog.Logger
 }
 
-// New returns a feed that delivers every message after seq start to sink. epoch is the
-// stream's creation time (for ids of messages published without one).
-func New(stream jetstream.Stream, epoch time.Time, start uint64, sink Sink, log *slog.Logger) *Feed {
-	return &Feed{stream: stream, sink: sink, epoch: epoch, start: start, log: log}
+// New returns a feed that delivers every message after seq start to sink. It checks the
+// stream every watch interval (and at every sequence gap) for a recreation.
+func New(src *Source, start uint64, watch time.Duration, sink Sink, log *slog.Logger) *Feed {
+	if watch <= 0 {
+		watch = 2 * time.Second
+	}
+	return &Feed{src: src, sink: sink, last: start, watch: watch, log: log}
 }
+
+var errNewEpoch = errors.New("stream recreated")
 
 // Run consumes until ctx ends. The ordered consumer recreates itself after reconnects,
 // server restarts and gaps, resuming right after the last stream seq it delivered, so the
-// hub sees every message once and in order.
+// hub sees every message once and in order. When the stream itself is recreated, the feed
+// starts over on the new stream right after the last seq it handled.
 func (f *Feed) Run(ctx context.Context) error {
-	cons, err := f.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{chat.SubjectWildcard},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    f.start + 1,
-	})
-	if err != nil {
+	for {
+		err := f.consume(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("create ordered consumer: %w", err)
+		if !errors.Is(err, errNewEpoch) {
+			f.log.Warn("feed restarts", "after_seq", f.last, "error", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func (f *Feed) consume(ctx context.Context) error {
+	stream, epoch := f.src.Current()
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{chat.SubjectWildcard},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    f.last + 1,
+	})
+	if err != nil {
+		return f.checkEpoch(ctx, fmt.Errorf("create ordered consumer: %w", err))
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(512))
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("consume: %w", err)
+		return f.checkEpoch(ctx, fmt.Errorf("consume: %w", err))
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	last := f.start
+	go func() { // the watchdog: notices a recreated stream even when no message flows
+		t := time.NewTicker(f.watch)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := f.checkEpoch(ctx, nil); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}
+	}()
 	for {
 		msg, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
+				return context.Cause(ctx)
 			}
 			f.log.Warn("feed", "error", err)
 			continue
@@ -74,15 +111,43 @@ func (f *Feed) Run(ctx context.Context) error {
 			f.log.Error("feed metadata", "error", err)
 			continue
 		}
-		if st.Seq <= last {
+		if st.Seq <= f.last {
 			continue // never twice, never backwards
 		}
-		last = st.Seq
-		m, err := chat.FromStored(st, f.epoch)
+		if st.Seq != f.last+1 {
+			// A gap: the stream may have been recreated (its sequence jumps ahead) or
+			// discarded messages this node had not read. Check before decoding, so
+			// derived ids use the right epoch.
+			if err := f.checkEpoch(ctx, nil); err != nil {
+				return err
+			}
+		}
+		f.last = st.Seq
+		m, err := chat.FromStored(st, epoch)
 		if err != nil {
 			f.sink.Advance(st.Seq) // the persister dead-letters it
 			continue
 		}
 		f.sink.Publish(&m)
 	}
+}
+
+// checkEpoch refreshes the source; a new epoch becomes errNewEpoch (after telling the
+// sink), otherwise cause is returned.
+func (f *Feed) checkEpoch(ctx context.Context, cause error) error {
+	changed, err := f.src.Refresh(ctx)
+	if err != nil {
+		if cause != nil {
+			return cause
+		}
+		f.log.Warn("check stream", "error", err)
+		return nil
+	}
+	if changed {
+		_, epoch := f.src.Current()
+		f.log.Warn("stream recreated", "epoch", chat.EpochID(epoch), "after_seq", f.last)
+		f.sink.NewEpoch(epoch)
+		return errNewEpoch
+	}
+	return cause
 }

@@ -68,6 +68,7 @@ type Hub struct {
 	metrics metrics
 	start   uint64        // the feed delivers every message with seq > start
 	head    atomic.Uint64 // highest seq the feed has handled
+	epoch   atomic.Value  // string: chat.EpochID of the stream
 
 	mu      sync.Mutex
 	rooms   map[string]*room
@@ -75,12 +76,31 @@ type Hub struct {
 	closing bool
 }
 
-// New returns a hub whose feed delivers every message after seq start.
-func New(cfg Config, start uint64, backlog Backlog, reg prometheus.Registerer, log *slog.Logger) *Hub {
+// New returns a hub whose feed delivers every message after seq start of the stream
+// created at epoch.
+func New(cfg Config, start uint64, epoch time.Time, backlog Backlog, reg prometheus.Registerer, log *slog.Logger) *Hub {
 	h := &Hub{cfg: cfg, backlog: backlog, log: log, metrics: newMetrics(reg), start: start,
 		rooms: make(map[string]*room), clients: make(map[*Client]struct{})}
 	h.head.Store(start)
+	h.epoch.Store(chat.EpochID(epoch))
 	return h
+}
+
+// NewEpoch records that the stream was recreated and closes every client with 1012: they
+// reconnect, resume with since (seqs continue across the recreation) and see the new
+// epoch in their subscribed frames. Messages the lost stream had not persisted are gone;
+// the epoch change is how clients learn that a gap may exist.
+func (h *Hub) NewEpoch(epoch time.Time) {
+	h.epoch.Store(chat.EpochID(epoch))
+	h.mu.Lock()
+	clients := make([]*Client, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		c.Close(CloseServiceRestart, "stream recreated, resume with since")
+	}
 }
 
 // Head is the highest stream seq the hub has handled.

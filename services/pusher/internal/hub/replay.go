@@ -49,7 +49,7 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !c.enqueue(subscribedFrame(name, h.head.Load())) {
+	if !c.enqueue(subscribedFrame(name, h.head.Load(), h.epoch.Load().(string))) {
 		return nil // closing
 	}
 	r.subs[s] = struct{}{}
@@ -163,11 +163,13 @@ func (h *Hub) fetch(ctx context.Context, room string, after, upTo uint64) ([]cha
 	return nil, 0, err
 }
 
-func subscribedFrame(room string, seq uint64) *websocket.PreparedMessage {
+func subscribedFrame(room string, seq uint64, epoch string) *websocket.PreparedMessage {
 	b := append([]byte(`{"type":"subscribed","room":"`), room...)
 	b = append(b, `","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, '}')
+	b = append(b, `,"epoch":"`...)
+	b = append(b, epoch...)
+	b = append(b, `"}`...)
 	pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, b)
 	return pm
 }
