@@ -58,6 +58,13 @@ func TestInsertManyIsIdempotentAndPagesBySeq(t *testing.T) {
 	if latest[2] != msgs[9] {
 		t.Fatalf("stored %+v, read back %+v", msgs[9], latest[2])
 	}
+	next, err := store.NextSeq(ctx)
+	if err != nil || next != 20+1+history.SeqMargin {
+		t.Fatalf("NextSeq = %d, %v; want %d", next, err, 20+1+history.SeqMargin)
+	}
+	if n, err := history.New(mongo.Connect(t)).NextSeq(ctx); err != nil || n == 0 {
+		t.Fatalf("NextSeq = %d, %v", n, err)
+	}
 	// Restart the server: data survives.
 	mongo.Stop()
 	mongo.Start()
@@ -65,4 +72,11 @@ func TestInsertManyIsIdempotentAndPagesBySeq(t *testing.T) {
 		n, err := store.Count(ctx, "r")
 		return err == nil && n == 10
 	}, "data did not survive a restart")
+}
+
+func TestNextSeqOnEmptyStore(t *testing.T) {
+	store := history.New(chattest.StartMongo(t).Connect(t))
+	if n, err := store.NextSeq(context.Background()); err != nil || n != 1 {
+		t.Fatalf("NextSeq on an empty store = %d, %v; want 1", n, err)
+	}
 }

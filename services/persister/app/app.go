@@ -83,6 +83,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err := store.EnsureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("persister: %w", err)
 	}
+	// A stream this service (re)creates continues after what MongoDB holds.
+	cfg.Stream.NextSeq = store.NextSeq
 	p, err := persist.New(ctx, persist.Config{
 		Stream:          cfg.Stream,
 		BatchSize:       cfg.BatchSize,
