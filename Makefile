@@ -2,7 +2,7 @@
 # `go test ./...` does not work at a go.work root, so the tests name every module.
 MODULES := $(shell go list -f '{{.Dir}}' -m)
 
-.PHONY: run test vet build
+.PHONY: run test vet build fuzz
 
 run:
 	go run ./cmd/chat
@@ -18,3 +18,25 @@ build:
 	mkdir -p bin
 	for s in api persister pusher; do go build -o bin/$$s ./services/$$s; done
 	go build -o bin/chat ./cmd/chat
+
+# Every fuzz target for FUZZTIME each (Go fuzzes one target of one package per run).
+# Crashers land in the package's testdata/fuzz/<Target>/ and must become regression tests.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./pkg/chat:FuzzNormalizeMessage \
+	./pkg/chat:FuzzNormalizeName \
+	./pkg/chat:FuzzFromStored \
+	./pkg/auth:FuzzVerify \
+	./services/api/internal/httpapi:FuzzDecodeJSON \
+	./services/api/internal/httpapi:FuzzDecodeForm \
+	./services/api/internal/httpapi:FuzzBodyKind \
+	./services/api/internal/httpapi:FuzzHistoryQuery \
+	./services/api/internal/httpapi:FuzzReadPost \
+	./services/pusher/internal/hub:FuzzCommand
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done

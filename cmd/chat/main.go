@@ -22,6 +22,7 @@ import (
 
 	"github.com/chatrt/chat/pkg/embedded"
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
 	apiapp "github.com/chatrt/chat/services/api/app"
 	persisterapp "github.com/chatrt/chat/services/persister/app"
 	pusherapp "github.com/chatrt/chat/services/pusher/app"
@@ -118,8 +119,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		log.Info("embedded mongodb (ferretdb/sqlite)", "uri", mongoURI, "dir", filepath.Join(cfg.DataDir, "mongo"))
 	}
 
-	nc, err := nats.Connect(natsURL, nats.Name("chat-all-in-one"), nats.MaxReconnects(-1),
-		nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))
+	var secure []nats.Option
+	if cfg.NATSURL != "" { // the embedded server needs no credentials
+		opts, err := natsconn.EnvOptions()
+		if err != nil {
+			return err
+		}
+		secure = opts
+	}
+	nc, err := nats.Connect(natsURL, append(secure, nats.Name("chat-all-in-one"), nats.MaxReconnects(-1),
+		nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		return fmt.Errorf("connect nats: %w", err)
 	}
@@ -150,11 +159,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	mux.Handle("GET /readyz", readyz(handlers))
 	mux.Handle("/", handlers["api"])
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return api.Run(gctx) })
-	g.Go(func() error { return persister.Run(gctx) })
+	// The persister drains only after the api finished its in-flight posts, so what the
+	// api acknowledged last is stored before the process exits.
+	apiDone := make(chan struct{})
+	persisterCtx, stopPersister := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopPersister()
+	g.Go(func() error {
+		defer close(apiDone)
+		return api.Run(gctx)
+	})
+	g.Go(func() error {
+		go func() {
+			<-apiDone
+			stopPersister()
+		}()
+		return persister.Run(persisterCtx)
+	})
 	g.Go(func() error { return pusher.Run(gctx) })
 	g.Go(func() error {
 		log.Info("listening", "url", "http://"+ln.Addr().String())

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/api/app"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
@@ -54,7 +55,11 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 func serve(ctx context.Context, cfg app.Config, log *slog.Logger, ln net.Listener) (err error) {
 	defer ln.Close()
 	closed := make(chan struct{})
-	nc, err := nats.Connect(cfg.NATSURL,
+	secure, err := natsconn.EnvOptions()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(secure,
 		nats.Name("chat-api"),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
@@ -63,7 +68,7 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger, ln net.Listene
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("connect nats %s: %w", cfg.NATSURL, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/app"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
@@ -43,10 +44,14 @@ func main() {
 // disconnects.
 func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 	closed := make(chan struct{})
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("chat-persister"), nats.MaxReconnects(-1),
+	secure, err := natsconn.EnvOptions()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(secure, nats.Name("chat-persister"), nats.MaxReconnects(-1),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))...)
 	if err != nil {
 		return fmt.Errorf("connect nats: %w", err)
 	}

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
 	"github.com/chatrt/chat/services/api/internal/publish"
@@ -53,6 +55,11 @@ type Config struct {
 	// TrustedProxies lists proxy IPs or CIDRs, comma-separated, whose X-Forwarded-For is
 	// believed for the client address (CHAT_TRUSTED_PROXIES). Empty: the peer address.
 	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
+	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_HS256_SECRET,
+	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE, CHAT_AUTH_ISSUER,
+	// CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY): posts and history reads then need a token
+	// allowing the room, and the author is the token's name (else sub).
+	auth.Config
 }
 
 // Deps are the connections the app uses; the caller owns (and closes) them.
@@ -82,10 +89,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if deps.Metrics == nil {
 		deps.Metrics = prometheus.NewRegistry()
 	}
-	clients, err := ratelimit.NewClientResolver(cfg.TrustedProxies)
+	clients, err := clientip.New(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("api config: %w", err)
 	}
+	verifier, err := auth.NewVerifier(cfg.Config)
+	if err != nil {
+		return nil, fmt.Errorf("api config: %w", err)
+	}
+	store := history.New(deps.Mongo)
+	if err := store.EnsureIndexes(ctx); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	// A stream this service creates continues after what MongoDB holds.
+	cfg.Stream.NextSeq = store.NextSeq
 	pub, err := publish.New(ctx, deps.NATS, publish.Options{
 		Stream:     cfg.Stream,
 		MaxPending: cfg.PublishMaxPending,
@@ -94,15 +111,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	store := history.New(deps.Mongo)
-	if err := store.EnsureIndexes(ctx); err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
 	srv, err := httpapi.New(httpapi.Options{
 		Publisher:      pub,
 		History:        store,
 		Limiter:        ratelimit.New(cfg.RateLimit, cfg.RateBurst),
 		Clients:        clients,
+		Auth:           verifier,
 		HistoryTimeout: cfg.HistoryTimeout,
 		RetryAfter:     cfg.RetryAfter,
 		UI:             web.Handler(),

@@ -12,7 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
@@ -47,8 +49,33 @@ type Config struct {
 	CloseSpread time.Duration `envconfig:"CLOSE_SPREAD" default:"3s"`
 	// AllowedOrigins are browser Origins allowed besides the same origin ("*": any).
 	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
+	// FlushInterval is the least time between two writes to one client; frames arriving
+	// meanwhile go out together (0: 2ms; negative: every frame at once).
+	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"2ms"`
 	// StreamWatch is how often the node checks whether the stream was recreated.
 	StreamWatch time.Duration `envconfig:"STREAM_WATCH" default:"2s"`
+
+	// MaxConnections caps this node's websockets; beyond it upgrades get 503 + Retry-After
+	// (CHAT_MAX_CONNECTIONS, 0: unlimited).
+	MaxConnections int `envconfig:"MAX_CONNECTIONS" default:"10000"`
+	// MaxConnectionsPerIP caps websockets per client address (IPv6: its /64); beyond it
+	// upgrades get 429 (CHAT_MAX_CONNECTIONS_PER_IP, 0: unlimited). Behind a load balancer
+	// set CHAT_TRUSTED_PROXIES too, else every client shares the balancer's address.
+	MaxConnectionsPerIP int `envconfig:"MAX_CONNECTIONS_PER_IP" default:"0"`
+	// TrustedProxies are proxy IPs/CIDRs whose X-Forwarded-For is believed (CHAT_TRUSTED_PROXIES).
+	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
+	// CommandRate and CommandBurst limit client commands per connection; over the limit a
+	// command gets an error frame, and CommandBurst refusals in a row close the socket
+	// with 1008 (CHAT_WS_COMMAND_RATE, CHAT_WS_COMMAND_BURST; rate 0: unlimited).
+	CommandRate  float64 `envconfig:"WS_COMMAND_RATE" default:"20"`
+	CommandBurst int     `envconfig:"WS_COMMAND_BURST" default:"50"`
+	// AuthTimeout is how long a socket opened without a token has to send
+	// {"type":"auth","token":...} (CHAT_AUTH_TIMEOUT).
+	AuthTimeout time.Duration `envconfig:"AUTH_TIMEOUT" default:"10s"`
+	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_*, see
+	// pkg/auth): /ws then needs a token (Authorization header, ?access_token= or a first
+	// {"type":"auth"} frame) and subscribes only to the rooms it allows.
+	auth.Config
 }
 
 // Deps are the connections the pusher uses; the caller owns them.
@@ -64,6 +91,7 @@ type App struct {
 	cfg      Config
 	deps     Deps
 	hub      *hub.Hub
+	gate     *hub.Gate
 	feed     *feed.Feed
 	draining atomic.Bool
 }
@@ -89,6 +117,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream info: %w", err)
 	}
+	verifier, err := auth.NewVerifier(cfg.Config)
+	if err != nil {
+		return nil, fmt.Errorf("pusher config: %w", err)
+	}
+	clients, err := clientip.New(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("pusher config: %w", err)
+	}
 	src := feed.NewSource(js, stream, ensure)
 	start := info.State.LastSeq
 	h := hub.New(hub.Config{
@@ -101,11 +137,22 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		MaxSubs:       max(cfg.MaxSubscriptions, 1),
 		CloseSpread:   cfg.CloseSpread,
 		AllowedOrigin: cfg.AllowedOrigins,
+		FlushInterval: cfg.FlushInterval,
 	}, start, info.Created, feed.NewBacklog(src, store), deps.Metrics, deps.Log)
+	gate := hub.NewGate(h, hub.GateConfig{
+		Auth:          verifier,
+		AuthTimeout:   cfg.AuthTimeout,
+		MaxConns:      cfg.MaxConnections,
+		MaxConnsPerIP: cfg.MaxConnectionsPerIP,
+		CommandRate:   cfg.CommandRate,
+		CommandBurst:  cfg.CommandBurst,
+		Clients:       clients,
+	}, deps.Metrics)
 	return &App{
 		cfg:  cfg,
 		deps: deps,
 		hub:  h,
+		gate: gate,
 		feed: feed.New(src, start, cfg.StreamWatch, h, deps.Log),
 	}, nil
 }
@@ -113,7 +160,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 // Handler serves /ws, /healthz, /readyz and /metrics.
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /ws", a.hub)
+	mux.Handle("GET /ws", a.gate)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

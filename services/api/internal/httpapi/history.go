@@ -44,9 +44,17 @@ type page struct {
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request, room string) int {
-	p, herr := readPage(r, room)
+	claims, herr := s.authenticate(r)
 	if herr != nil {
-		writeError(w, herr.status, herr.reason)
+		writeHTTPError(w, herr)
+		return herr.status
+	}
+	p, herr := readPage(r, room)
+	if herr == nil {
+		herr = authorize(claims, p.room)
+	}
+	if herr != nil {
+		writeHTTPError(w, herr)
 		return herr.status
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.o.HistoryTimeout)

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/services/api/internal/publish"
 )
@@ -63,9 +64,14 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		writeRetry(w, http.StatusTooManyRequests, after, "rate limit exceeded")
 		return http.StatusTooManyRequests
 	}
-	m, herr := s.readPost(w, r, pathRoom)
+	claims, herr := s.authenticate(r)
 	if herr != nil {
-		writeError(w, herr.status, herr.reason)
+		writeHTTPError(w, herr)
+		return herr.status
+	}
+	m, herr := s.readPost(w, r, pathRoom, claims)
+	if herr != nil {
+		writeHTTPError(w, herr)
 		return herr.status
 	}
 	if !s.inflight.enter() {
@@ -99,8 +105,9 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 }
 
 // readPost checks the route, content type, size and fields of a post and builds the
-// message to publish.
-func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom string) (chat.Message, *httpError) {
+// message to publish. With claims (auth on), the token must allow the room and its name
+// is the author: a name in the body is ignored.
+func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom string, claims *auth.Claims) (chat.Message, *httpError) {
 	if pathRoom != "" {
 		if err := chat.ValidRoom(pathRoom); err != nil {
 			return chat.Message{}, badRequest("%v", err)
@@ -136,6 +143,19 @@ func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom strin
 			return chat.Message{}, badRequest("room: %q in the body does not match %q in the path", *b.Room, pathRoom)
 		}
 		post.Room = *b.Room
+	}
+	if claims != nil {
+		if err := chat.ValidRoom(post.Room); post.Room != "" && err != nil {
+			return chat.Message{}, badRequest("%v", err)
+		}
+		if herr := authorize(claims, post.Room); herr != nil {
+			return chat.Message{}, herr
+		}
+		author, err := claims.Author()
+		if err != nil {
+			return chat.Message{}, &httpError{status: auth.Status(err), reason: err.Error()}
+		}
+		post.Name = author
 	}
 	if keys, ok := r.Header[HeaderIdempotencyKey]; ok {
 		if len(keys) != 1 {

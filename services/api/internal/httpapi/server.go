@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/services/api/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -40,7 +42,8 @@ type Options struct {
 	Publisher      Publisher
 	History        History
 	Limiter        *ratelimit.Limiter // nil: no rate limit
-	Clients        ratelimit.ClientResolver
+	Auth           *auth.Verifier     // nil: no authentication
+	Clients        clientip.Resolver
 	HistoryTimeout time.Duration // per history query; <= 0 means 5s
 	RetryAfter     time.Duration // Retry-After on 503; <= 0 means 2s
 	UI             http.Handler  // GET / and static files

@@ -174,7 +174,9 @@ func (p *Persister) consume(ctx, work context.Context) error {
 	p.mu.Lock()
 	cons := p.cons
 	p.mu.Unlock()
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.BatchSize))
+	// A shorter pull expiry than the default 30 s: missed heartbeats (a NATS node died)
+	// are noticed within seconds, not half a minute.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*p.cfg.BatchSize), jetstream.PullExpiry(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", ConsumerName, err)
 	}

@@ -31,6 +31,16 @@ func (b *Backlog) firstSeq(ctx context.Context) (uint64, error) {
 	return info.State.FirstSeq, nil
 }
 
+// LastSeq is the stream's last seq.
+func (b *Backlog) LastSeq(ctx context.Context) (uint64, error) {
+	stream, _ := b.src.Current()
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
 // Fetch implements the hub's Backlog: up to max messages of room with after < seq <= upTo,
 // and the seq through which the range is covered.
 func (b *Backlog) Fetch(ctx context.Context, room string, after, upTo uint64, limit int) ([]chat.Message, uint64, error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
@@ -42,6 +43,12 @@ func New(src *Source, start uint64, watch time.Duration, sink Sink, log *slog.Lo
 }
 
 var errNewEpoch = errors.New("stream recreated")
+
+// stallAfter: an ordered consumer that delivered nothing for this long while the stream
+// holds newer messages is stuck (seen in a cluster after the stream leader was killed:
+// nats.go's ordered consumer did not recover on its own); the feed starts a fresh one
+// after the last seq it handled.
+const stallAfter = 10 * time.Second
 
 // Run consumes until ctx ends. The ordered consumer recreates itself after reconnects,
 // server restarts and gaps, resuming right after the last stream seq it delivered, so the
@@ -82,7 +89,11 @@ func (f *Feed) consume(ctx context.Context) error {
 	defer cancel(nil)
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	go func() { // the watchdog: notices a recreated stream even when no message flows
+	var handled atomic.Uint64 // f.last, for the watchdog
+	var progress atomic.Int64 // when a message was last handled (unix ns)
+	handled.Store(f.last)
+	progress.Store(time.Now().UnixNano())
+	go func() { // the watchdog: a recreated stream, or a stuck consumer
 		t := time.NewTicker(f.watch)
 		defer t.Stop()
 		for {
@@ -92,6 +103,10 @@ func (f *Feed) consume(ctx context.Context) error {
 			case <-t.C:
 				if err := f.checkEpoch(ctx, nil); err != nil {
 					cancel(err)
+					return
+				}
+				if last, at := handled.Load(), time.Unix(0, progress.Load()); f.src.LastSeq() > last && time.Since(at) > stallAfter {
+					cancel(fmt.Errorf("feed stalled at seq %d, stream at %d", last, f.src.LastSeq()))
 					return
 				}
 			}
@@ -123,6 +138,8 @@ func (f *Feed) consume(ctx context.Context) error {
 			}
 		}
 		f.last = st.Seq
+		handled.Store(st.Seq)
+		progress.Store(time.Now().UnixNano())
 		m, err := chat.FromStored(st, epoch)
 		if err != nil {
 			f.sink.Advance(st.Seq) // the persister dead-letters it

@@ -17,9 +17,10 @@ type Source struct {
 	js     jetstream.JetStream
 	ensure func(ctx context.Context) (jetstream.Stream, error)
 
-	mu     sync.RWMutex
-	stream jetstream.Stream
-	epoch  time.Time
+	mu      sync.RWMutex
+	stream  jetstream.Stream
+	epoch   time.Time
+	lastSeq uint64 // the stream's last seq at the latest Refresh
 }
 
 // NewSource returns a source for stream; ensure creates the stream when it is gone.
@@ -50,9 +51,17 @@ func (s *Source) Refresh(ctx context.Context) (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.lastSeq = info.State.LastSeq
 	if info.Created.Equal(s.epoch) {
 		return false, nil
 	}
 	s.stream, s.epoch = stream, info.Created
 	return true, nil
+}
+
+// LastSeq is the stream's last seq as of the latest Refresh.
+func (s *Source) LastSeq() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastSeq
 }

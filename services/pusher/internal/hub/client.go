@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,6 +29,9 @@ type Client struct {
 	spare     []*websocket.PreparedMessage
 	closeCode int
 	closeText string
+	writing   bool      // the writer or an inline delivery is writing to the connection
+	lastWrite time.Time // when frames last went out
+	pingDue   atomic.Bool
 	subs      map[string]*sub // by room; owned by the reader goroutine, read by the hub under mu
 
 	wake     chan struct{} // something queued or a close requested
@@ -73,6 +77,43 @@ func (c *Client) enqueue(pms ...*websocket.PreparedMessage) bool {
 	return true
 }
 
+// deliver hands f to the client (the hub's fan-out, under the room lock), and reports
+// whether it was written right away. When direct, a client with nothing queued or being
+// written, and no write within the flush interval, gets f with one non-blocking write: no
+// writer goroutine to wake, which is most of the cost of a delivery to a quiet client. The
+// rest (busy, slow, or a socket buffer full) goes through the queue and the writer.
+func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
+	c.mu.Lock()
+	if !direct || c.writing || len(c.queue) > 0 || c.closeCode != 0 || now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
+		c.mu.Unlock()
+		c.enqueue(f.pm)
+		return false
+	}
+	c.writing = true
+	c.mu.Unlock()
+	n := c.bc.tryWrite(f.raw)
+	c.mu.Lock()
+	c.writing = false
+	wake := len(c.queue) > 0 || c.closeCode != 0 || c.pingDue.Load()
+	switch {
+	case n > 0:
+		c.lastWrite = now
+		wake = wake || n < len(f.raw) // the writer sends the tail
+	case c.closeCode == 0:
+		// Nothing written (socket buffer full, or the connection broke: the writer's flush
+		// then fails and closes it): f goes first, before whatever was queued meanwhile.
+		c.queue = append(c.queue, nil)
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = f.pm
+		wake = true
+	}
+	c.mu.Unlock()
+	if wake {
+		signal(c.wake)
+	}
+	return n > 0
+}
+
 // queued is how many frames wait to be written.
 func (c *Client) queued() int {
 	c.mu.Lock()
@@ -97,26 +138,52 @@ func (c *Client) closeLocked(code int, text string) {
 }
 
 // writeLoop is the only writer of frames. It ends after a write error, a requested close or
-// the end of the reader, and closes the connection.
+// the end of the reader, and closes the connection. It parks on the wake channel alone (a
+// one-channel receive is much cheaper to wake than a select): the ping timer and the end
+// of the reader (see Hub.unregister) signal wake too.
 func (c *Client) writeLoop() {
 	defer close(c.done)
 	defer c.conn.Close()
-	ping := time.NewTicker(c.hub.cfg.PingInterval)
+	ping := time.AfterFunc(c.hub.cfg.PingInterval, func() {
+		c.pingDue.Store(true)
+		signal(c.wake)
+	})
 	defer ping.Stop()
+	gap := c.hub.cfg.flushInterval()
 	for {
-		sendPing := false
+		<-c.wake
 		select {
-		case <-c.wake:
-		case <-ping.C:
-			sendPing = true
 		case <-c.readDone:
+			// The reader is gone; a close asked for just before still goes out, so the
+			// peer learns why (e.g. 1008 after a binary frame), not just a dropped socket.
+			c.mu.Lock()
+			code, text := c.closeCode, c.closeText
+			c.mu.Unlock()
+			if code != 0 {
+				_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(c.hub.cfg.WriteTimeout))
+			}
 			return
+		default:
 		}
 		c.mu.Lock()
+		if c.writing {
+			c.mu.Unlock()
+			continue // an inline delivery is writing; it wakes us when it is done
+		}
+		// Frames arriving within gap of the previous write wait for the rest of the gap and
+		// go out together: a busy client gets fewer, larger writes; an idle one no delay.
+		if d := gap - time.Since(c.lastWrite); gap > 0 && d > 0 && c.closeCode == 0 {
+			c.writing = true // keep inline deliveries off while we wait
+			c.mu.Unlock()
+			time.Sleep(d)
+			c.mu.Lock()
+		}
+		c.writing = true
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
 		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
+		sendPing := c.pingDue.Swap(false)
 
 		if code != 0 {
 			deadline := time.Now().Add(c.hub.cfg.WriteTimeout)
@@ -129,25 +196,47 @@ func (c *Client) writeLoop() {
 			}
 			return
 		}
+		if len(batch) == 0 && !sendPing && !c.bc.pending() {
+			c.giveBack(batch)
+			continue
+		}
+		now := time.Now()
 		c.bc.begin()
 		for _, pm := range batch {
 			_ = c.conn.WritePreparedMessage(pm) // buffered in bc; errors surface at flush
 		}
 		if sendPing {
-			_ = c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout))
+			_ = c.conn.WriteControl(websocket.PingMessage, nil, now.Add(c.hub.cfg.WriteTimeout))
+			ping.Reset(c.hub.cfg.PingInterval)
 		}
-		err := c.bc.flush(time.Now().Add(c.hub.cfg.WriteTimeout))
-		c.hub.metrics.deliveries.Add(float64(len(batch)))
-		clear(batch)
-		c.mu.Lock()
-		if c.spare == nil && cap(batch) <= 4*c.hub.cfg.QueueSize {
-			c.spare = batch[:0]
+		err := c.bc.flush(now, c.hub.cfg.WriteTimeout)
+		if len(batch) > 0 {
+			c.hub.metrics.deliveries.Add(float64(len(batch)))
 		}
-		c.mu.Unlock()
+		c.giveBack(batch)
 		signal(c.drained)
 		if err != nil {
 			return
 		}
+	}
+}
+
+// giveBack ends a write: it keeps batch's array for the next swap unless it grew too big,
+// and wakes the writer again if frames were queued meanwhile.
+func (c *Client) giveBack(batch []*websocket.PreparedMessage) {
+	clear(batch)
+	c.mu.Lock()
+	c.writing = false
+	if len(batch) > 0 {
+		c.lastWrite = time.Now()
+	}
+	if c.spare == nil && cap(batch) <= 4*c.hub.cfg.QueueSize {
+		c.spare = batch[:0]
+	}
+	more := len(c.queue) > 0 || c.closeCode != 0
+	c.mu.Unlock()
+	if more {
+		signal(c.wake)
 	}
 }
 

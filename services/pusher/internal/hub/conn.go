@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -15,9 +16,64 @@ import (
 // with the batch flush, so frames never interleave.
 type batchConn struct {
 	net.Conn
+	raw      syscall.RawConn // nil: no non-blocking writes (not a socket)
 	mu       sync.Mutex
 	batching bool
-	buf      []byte
+	bufp     *[]byte   // from batchBufs while a batch is open
+	deadline time.Time // the write deadline last set on Conn
+	tail     []byte    // the unwritten end of a frame a non-blocking write began
+	werr     error     // a non-blocking write failed: the connection is broken
+
+	// tryWrite's syscall: rawWrite is made once so that a write allocates nothing.
+	rawWrite func(fd uintptr) bool
+	rawP     []byte
+	rawN     int
+	rawErr   error
+}
+
+// tryWrite writes p with one non-blocking write, when nothing else is buffered or pending
+// on the connection. It returns how much it wrote; when that is only part of p the rest is
+// kept as the tail, which goes out before anything else (the writer must be woken to send
+// it). 0: nothing written (socket buffer full, not possible now, or the connection broke,
+// which the writer's next flush reports): queue p instead.
+func (c *batchConn) tryWrite(p []byte) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.raw == nil || c.batching || len(c.tail) > 0 || c.werr != nil {
+		return 0
+	}
+	if !c.deadline.IsZero() {
+		// A non-blocking write needs no deadline, and an expired one would fail it.
+		if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
+			c.werr = err
+			return 0
+		}
+		c.deadline = time.Time{}
+	}
+	c.rawP = p
+	err := c.raw.Write(c.rawWrite)
+	n, errno := c.rawN, c.rawErr
+	c.rawP, c.rawErr = nil, nil
+	if err != nil {
+		errno = err
+	}
+	switch {
+	case errno == syscall.EAGAIN || errno == syscall.EINTR || (errno == nil && n <= 0):
+		return 0
+	case errno != nil:
+		c.werr = errno
+		return 0
+	case n < len(p):
+		c.tail = append(c.tail[:0], p[n:]...)
+	}
+	return n
+}
+
+// pending reports whether a tail waits to be written.
+func (c *batchConn) pending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tail) > 0
 }
 
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
@@ -26,42 +82,74 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.batching {
-		c.buf = append(c.buf, p...)
+		*c.bufp = append(*c.bufp, p...)
 		return len(p), nil
+	}
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if len(c.tail) > 0 {
+		if _, err := c.Conn.Write(c.tail); err != nil {
+			return 0, err
+		}
+		c.tail = c.tail[:0]
 	}
 	return c.Conn.Write(p)
 }
 
-// begin opens a batch.
+// SetWriteDeadline passes the websocket library's deadlines through, except inside a batch:
+// there it only buffers, and flush sets the batch's deadline. (The library sets a deadline
+// before every frame; skipping those inside a batch saves a timer update per frame.)
+func (c *batchConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batching {
+		return nil
+	}
+	c.deadline = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// begin opens a batch, which starts with the tail of a frame begun by tryWrite, if any.
 func (c *batchConn) begin() {
 	c.mu.Lock()
 	c.batching = true
-	if c.buf == nil {
-		c.buf = (*batchBufs.Get().(*[]byte))[:0]
+	if c.bufp == nil {
+		c.bufp = batchBufs.Get().(*[]byte)
+		*c.bufp = (*c.bufp)[:0]
 	}
+	*c.bufp = append(*c.bufp, c.tail...)
+	c.tail = c.tail[:0]
 	c.mu.Unlock()
 }
 
-// flush closes the batch and writes it with one write under deadline. The buffer goes back
-// to a pool, so an idle connection holds none.
-func (c *batchConn) flush(deadline time.Time) error {
+// flush closes the batch and writes it with one write, which may take timeout from now.
+// The buffer goes back to a pool, so an idle connection holds none. The deadline is moved
+// only when less than half of timeout is left of it: setting it costs a timer update, and
+// a write still gets between timeout/2 and timeout.
+func (c *batchConn) flush(now time.Time, timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.batching = false
-	buf := c.buf
-	c.buf = nil
-	if len(buf) == 0 {
-		if buf != nil {
-			batchBufs.Put(&buf)
+	bufp := c.bufp
+	c.bufp = nil
+	if bufp == nil {
+		return c.werr
+	}
+	defer func() {
+		if cap(*bufp) <= 1<<20 {
+			*bufp = (*bufp)[:0]
+			batchBufs.Put(bufp)
 		}
-		return nil
+	}()
+	if c.werr != nil || len(*bufp) == 0 {
+		return c.werr
 	}
-	_ = c.Conn.SetWriteDeadline(deadline)
-	_, err := c.Conn.Write(buf)
-	if cap(buf) <= 1<<20 {
-		buf = buf[:0]
-		batchBufs.Put(&buf)
+	if c.deadline.IsZero() || c.deadline.Sub(now) < timeout/2 {
+		c.deadline = now.Add(timeout)
+		_ = c.Conn.SetWriteDeadline(c.deadline)
 	}
+	_, err := c.Conn.Write(*bufp)
 	return err
 }
 
@@ -77,5 +165,15 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.conn = &batchConn{Conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			bc := h.conn
+			bc.raw = raw
+			bc.rawWrite = func(fd uintptr) bool {
+				bc.rawN, bc.rawErr = syscall.Write(int(fd), bc.rawP)
+				return true // never wait for writability: the caller queues instead
+			}
+		}
+	}
 	return h.conn, brw, nil
 }

@@ -47,6 +47,17 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 	c.mu.Unlock()
 	h.metrics.subscriptions.Inc()
 
+	// A cursor past this node's head is either from a node whose feed is ahead (this
+	// one will still deliver up to it: those seqs must not be sent again) or beyond the
+	// stream's last seq ("live from now"). Only the stream can tell.
+	beyond := false
+	if since != nil && *since > h.head.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		last, err := h.backlog.LastSeq(ctx)
+		cancel()
+		beyond = err == nil && *since > last
+	}
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !c.enqueue(subscribedFrame(name, h.head.Load(), h.epoch.Load().(string))) {
@@ -61,6 +72,9 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 		// respect to the feed (both under r.mu).
 		h.metrics.replays.WithLabelValues("window").Inc()
 		s.live, s.lastSent = true, r.last
+		if !beyond {
+			s.lastSent = max(r.last, *since)
+		}
 		if frames := r.after(*since); len(frames) > 0 {
 			pms := make([]*websocket.PreparedMessage, len(frames))
 			for i, f := range frames {

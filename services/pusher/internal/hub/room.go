@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"encoding/binary"
 	"sort"
 	"sync"
 
@@ -8,10 +9,38 @@ import (
 )
 
 // frame is one message encoded once per node as a websocket text frame, shared by every
-// client it goes to.
+// client it goes to: pm for the clients' queues, raw (the whole server frame: header and
+// payload) for writing straight to an idle client's socket.
 type frame struct {
 	seq uint64
 	pm  *websocket.PreparedMessage
+	raw []byte
+}
+
+// maxFrameHeader is the longest server frame header: FIN + opcode, then the unmasked
+// payload length in 1, 3 or 9 bytes (RFC 6455 5.2).
+const maxFrameHeader = 10
+
+// serverFrame turns b, a payload behind maxFrameHeader reserved bytes, into a complete
+// unmasked text frame (a suffix of b) by writing its header right before the payload.
+func serverFrame(b []byte) []byte {
+	n := len(b) - maxFrameHeader
+	var h []byte
+	switch {
+	case n < 126:
+		h = b[maxFrameHeader-2 : maxFrameHeader]
+		h[1] = byte(n)
+	case n < 1<<16:
+		h = b[maxFrameHeader-4 : maxFrameHeader]
+		h[1] = 126
+		binary.BigEndian.PutUint16(h[2:], uint16(n))
+	default:
+		h = b[:maxFrameHeader]
+		h[1] = 127
+		binary.BigEndian.PutUint64(h[2:], uint64(n))
+	}
+	h[0] = 0x81 // FIN, text
+	return b[maxFrameHeader-len(h):]
 }
 
 // room holds a room's subscribers and a window of its recent frames, from which most

@@ -3,6 +3,8 @@ package hub
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,8 +20,12 @@ import (
 const MaxFrame = 4096
 
 // ServeHTTP upgrades GET /ws[?room=<room>[&since=<seq>]] to a websocket. An invalid room
-// or since answers 400 before the upgrade.
-func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// or since answers 400 before the upgrade. It applies no gate (authentication, caps,
+// command rate); the service serves /ws through a Gate.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve(w, r, nil) }
+
+// serve is the upgrade, behind g's checks when g is not nil.
+func (h *Hub) serve(w http.ResponseWriter, r *http.Request, g *Gate) {
 	q := r.URL.Query()
 	room, hasRoom := q.Get("room"), q.Has("room")
 	var since *uint64
@@ -57,6 +63,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
+	var sess *session
+	if g != nil {
+		s, release, ok := g.admit(w, r, room, hasRoom)
+		if !ok {
+			return
+		}
+		defer release()
+		sess = s
+	}
 	hj := &hijacker{ResponseWriter: w}
 	up := websocket.Upgrader{
 		ReadBufferSize:   512,
@@ -75,10 +90,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	go c.writeLoop()
-	if hasRoom {
-		_ = h.subscribe(c, room, since)
+	switch {
+	case sess != nil && sess.needAuth:
+		// Subscribe once the first frame authenticated the connection.
+		sess.pending = func() { h.subscribeChecked(c, sess, room, since) }
+		if !hasRoom {
+			sess.pending = func() {}
+		}
+	case hasRoom:
+		h.subscribeChecked(c, sess, room, since)
 	}
-	h.readLoop(c)
+	sess.start(c)
+	defer sess.stop()
+	h.readLoop(c, sess)
 	close(c.readDone)
 	h.unregister(c)
 	<-c.done
@@ -113,6 +137,7 @@ type command struct {
 	Type  json.RawMessage `json:"type"`
 	Room  json.RawMessage `json:"room"`
 	Since json.RawMessage `json:"since"`
+	Token json.RawMessage `json:"token"` // {"type":"auth"} only
 }
 
 func jsonString(raw json.RawMessage) (string, bool) {
@@ -123,52 +148,172 @@ func jsonString(raw json.RawMessage) (string, bool) {
 	return s, true
 }
 
-// readLoop reads client commands until the connection ends.
-func (h *Hub) readLoop(c *Client) {
+// subscribeChecked subscribes c to room if its token allows it, else sends the error
+// frame {"type":"error","error":"forbidden","room":...}.
+func (h *Hub) subscribeChecked(c *Client, sess *session, room string, since *uint64) {
+	if !sess.allows(room) {
+		c.enqueue(errorFrame("forbidden", room))
+		return
+	}
+	if err := h.subscribe(c, room, since); err != nil {
+		c.enqueue(errorFrame(err.Error(), room))
+	}
+}
+
+// readLoop reads client commands until the connection ends. With a session it applies the
+// command rate limit and, while unauthenticated, expects {"type":"auth","token":...} as
+// the first frame within the gate's AuthTimeout (else close 4401).
+func (h *Hub) readLoop(c *Client, sess *session) {
 	conn := c.conn
 	conn.SetReadLimit(MaxFrame)
-	_ = conn.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
+	deadline := func() time.Time {
+		if sess != nil && sess.needAuth {
+			return time.Now().Add(min(sess.gate.cfg.AuthTimeout, h.cfg.PongTimeout))
+		}
+		return time.Now().Add(h.cfg.PongTimeout)
+	}
+	_ = conn.SetReadDeadline(deadline())
 	conn.SetPongHandler(func(string) error {
+		if sess != nil && sess.needAuth {
+			return nil // pongs do not extend the time to authenticate
+		}
 		return conn.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
 	})
 	for {
 		typ, data, err := conn.ReadMessage()
 		if err != nil {
+			if sess != nil && sess.needAuth {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					c.Close(CloseUnauthorized, "authentication required")
+					<-c.done // the read side is dead; the writer sends the close
+				}
+			}
 			return
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
-		if typ != websocket.TextMessage {
-			c.Close(ClosePolicy, "binary frames are not supported")
+		cmd, code, reason := decodeFrame(typ, data)
+		if code != 0 {
+			closeAndDrain(c, code, reason)
 			return
 		}
-		var cmd command
-		data = bytes.TrimSpace(data)
-		if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &cmd) != nil {
-			c.Close(ClosePolicy, "frames must be JSON objects")
-			return
+		if ok, closeNow := sess.allow(); !ok {
+			if closeNow {
+				closeAndDrain(c, ClosePolicy, "rate limit exceeded")
+				return
+			}
+			c.enqueue(errorFrame("rate limited", ""))
+			continue
 		}
-		h.handle(c, &cmd)
+		if sess != nil && sess.needAuth {
+			if code, reason := h.authFrame(sess, cmd); code != 0 {
+				closeAndDrain(c, code, reason)
+				return
+			}
+			sess.start(c)
+			sess.pending()
+			_ = conn.SetReadDeadline(deadline())
+			continue
+		}
+		_ = conn.SetReadDeadline(deadline())
+		h.handle(c, sess, cmd)
 	}
 }
 
-func (h *Hub) handle(c *Client, cmd *command) {
+// authFrame handles the first frame of a connection that must authenticate; a non-zero
+// code (4401) closes the connection.
+func (h *Hub) authFrame(sess *session, cmd *command) (code int, reason string) {
+	if t, _ := jsonString(cmd.Type); t != "auth" {
+		sess.gate.authFailures.WithLabelValues("frame").Inc()
+		return CloseUnauthorized, "authentication required"
+	}
+	tok, _ := jsonString(cmd.Token)
+	if tok == "" {
+		sess.gate.authFailures.WithLabelValues("frame").Inc()
+		return CloseUnauthorized, "token: must be a non-empty string"
+	}
+	if err := sess.authenticate(tok); err != nil {
+		return CloseUnauthorized, err.Error()
+	}
+	return 0, ""
+}
+
+// closeAndDrain asks the writer to close with code and keeps reading (discarding) until
+// the peer answers the close or the writer gives up, so that the reader's end does not
+// race the close frame out of the writer's hands.
+func closeAndDrain(c *Client, code int, reason string) {
+	c.Close(code, reason)
+	_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for {
+		if _, _, err := c.conn.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) {
+				<-c.done
+			}
+			return
+		}
+	}
+}
+
+// decodeFrame checks a client frame: a text frame holding a JSON object. code is the close
+// code (1008) for anything else.
+func decodeFrame(typ int, data []byte) (cmd *command, code int, reason string) {
+	if typ != websocket.TextMessage {
+		return nil, ClosePolicy, "binary frames are not supported"
+	}
+	cmd = new(command)
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, cmd) != nil {
+		return nil, ClosePolicy, "frames must be JSON objects"
+	}
+	return cmd, 0, ""
+}
+
+// request is a parsed subscribe or unsubscribe command.
+type request struct {
+	typ   string
+	room  string
+	since *uint64
+}
+
+// parseCommand validates a command's fields; reason (and room, when known) make the error
+// frame of a command that cannot be done.
+func parseCommand(cmd *command) (req request, reason string) {
 	typ, _ := jsonString(cmd.Type)
 	switch typ {
 	case "subscribe", "unsubscribe":
 	default:
-		c.enqueue(errorFrame("unknown type: "+strconv.Quote(typ), ""))
-		return
+		return request{}, "unknown type: " + strconv.Quote(typ)
 	}
 	room, ok := jsonString(cmd.Room)
 	if !ok {
-		c.enqueue(errorFrame("room: must be a string", ""))
-		return
+		return request{}, "room: must be a string"
 	}
 	if err := chat.ValidRoom(room); err != nil {
-		c.enqueue(errorFrame(err.Error(), room))
+		return request{room: room}, err.Error()
+	}
+	req = request{typ: typ, room: room}
+	if typ == "subscribe" && len(cmd.Since) > 0 && string(cmd.Since) != "null" {
+		n, err := strconv.ParseUint(string(cmd.Since), 10, 64)
+		if err != nil {
+			return request{room: room}, "since: must be a non-negative integer"
+		}
+		req.since = &n
+	}
+	return req, ""
+}
+
+func (h *Hub) handle(c *Client, sess *session, cmd *command) {
+	if t, _ := jsonString(cmd.Type); t == "auth" && sess != nil && sess.claims != nil {
+		c.enqueue(errorFrame("already authenticated", ""))
 		return
 	}
-	if typ == "unsubscribe" {
+	req, reason := parseCommand(cmd)
+	if reason != "" {
+		c.enqueue(errorFrame(reason, req.room))
+		return
+	}
+	room := req.room
+	if req.typ == "unsubscribe" {
 		c.mu.Lock()
 		s, ok := c.subs[room]
 		delete(c.subs, room)
@@ -180,18 +325,7 @@ func (h *Hub) handle(c *Client, cmd *command) {
 		h.unsubscribe(s)
 		return
 	}
-	var since *uint64
-	if len(cmd.Since) > 0 && string(cmd.Since) != "null" {
-		n, err := strconv.ParseUint(string(cmd.Since), 10, 64)
-		if err != nil {
-			c.enqueue(errorFrame("since: must be a non-negative integer", room))
-			return
-		}
-		since = &n
-	}
-	if err := h.subscribe(c, room, since); err != nil {
-		c.enqueue(errorFrame(err.Error(), room))
-	}
+	h.subscribeChecked(c, sess, room, req.since)
 }
 
 func errorFrame(reason, room string) *websocket.PreparedMessage {

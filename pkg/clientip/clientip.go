@@ -1,4 +1,7 @@
-package ratelimit
+// Package clientip tells which client an HTTP request comes from: the peer address, or,
+// behind trusted proxies, the rightmost X-Forwarded-For entry that is not itself a trusted
+// proxy. The api's rate limit and the pusher's per-address connection cap use the same rule.
+package clientip
 
 import (
 	"fmt"
@@ -7,15 +10,15 @@ import (
 	"strings"
 )
 
-// ClientResolver finds the client a request comes from.
-type ClientResolver struct {
+// Resolver finds the client a request comes from.
+type Resolver struct {
 	trusted []netip.Prefix
 }
 
-// NewClientResolver parses the trusted proxies: IP addresses or CIDR prefixes. Only when
+// New parses the trusted proxies: IP addresses or CIDR prefixes. Only when
 // the peer is one of them is X-Forwarded-For consulted.
-func NewClientResolver(trusted []string) (ClientResolver, error) {
-	var c ClientResolver
+func New(trusted []string) (Resolver, error) {
+	var c Resolver
 	for _, s := range trusted {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -24,14 +27,14 @@ func NewClientResolver(trusted []string) (ClientResolver, error) {
 		if strings.Contains(s, "/") {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
-				return ClientResolver{}, fmt.Errorf("trusted proxy %q: %w", s, err)
+				return Resolver{}, fmt.Errorf("trusted proxy %q: %w", s, err)
 			}
 			c.trusted = append(c.trusted, p.Masked())
 			continue
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return ClientResolver{}, fmt.Errorf("trusted proxy %q: %w", s, err)
+			return Resolver{}, fmt.Errorf("trusted proxy %q: %w", s, err)
 		}
 		a = a.Unmap()
 		c.trusted = append(c.trusted, netip.PrefixFrom(a, a.BitLen()))
@@ -39,7 +42,7 @@ func NewClientResolver(trusted []string) (ClientResolver, error) {
 	return c, nil
 }
 
-func (c ClientResolver) isTrusted(a netip.Addr) bool {
+func (c Resolver) isTrusted(a netip.Addr) bool {
 	for _, p := range c.trusted {
 		if p.Contains(a) {
 			return true
@@ -51,7 +54,7 @@ func (c ClientResolver) isTrusted(a netip.Addr) bool {
 // Addr is the client's address: the peer, or, when the peer is a trusted proxy, the
 // rightmost X-Forwarded-For entry that is not itself a trusted proxy. ok is false when
 // RemoteAddr cannot be parsed.
-func (c ClientResolver) Addr(r *http.Request) (netip.Addr, bool) {
+func (c Resolver) Addr(r *http.Request) (netip.Addr, bool) {
 	peer, ok := parseHost(r.RemoteAddr)
 	if !ok {
 		return netip.Addr{}, false
@@ -76,7 +79,7 @@ func (c ClientResolver) Addr(r *http.Request) (netip.Addr, bool) {
 
 // Key is the rate-limit key of the request's client: its IPv4 address, or the /64 of an
 // IPv6 address (one host usually owns a whole /64).
-func (c ClientResolver) Key(r *http.Request) string {
+func (c Resolver) Key(r *http.Request) string {
 	a, ok := c.Addr(r)
 	if !ok {
 		return r.RemoteAddr

@@ -1,0 +1,102 @@
+// Command chattoken mints bearer tokens (JWTs) for development and tests:
+//
+//	go run ./cmd/chattoken -secret "$CHAT_AUTH_HS256_SECRET" -sub ann -rooms 'general,team-*'
+//	go run ./cmd/chattoken -key ed25519.pem -sub deploy-bot -name 'Deploy bot' -ttl 24h
+//
+// -secret signs HS256; -key takes a PEM private key (PKCS #8 or PKCS #1): RSA signs RS256,
+// Ed25519 signs EdDSA. The token is printed on stdout. Production tokens come from your
+// identity provider; this tool is for local use.
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/chatrt/chat/pkg/auth"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, time.Now()); err != nil {
+		fmt.Fprintln(os.Stderr, "chattoken:", err)
+		os.Exit(2)
+	}
+}
+
+func run(args []string, out io.Writer, now time.Time) error {
+	fs := flag.NewFlagSet("chattoken", flag.ContinueOnError)
+	secret := fs.String("secret", os.Getenv("CHAT_AUTH_HS256_SECRET"), "HS256 secret (default $CHAT_AUTH_HS256_SECRET)")
+	keyFile := fs.String("key", "", "PEM private key file (RSA: RS256, Ed25519: EdDSA) instead of -secret")
+	sub := fs.String("sub", "", "subject (the author name unless -name is given)")
+	name := fs.String("name", "", "display name (claim name)")
+	rooms := fs.String("rooms", "", "comma-separated rooms or patterns (team-*, *); empty: every room")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	iss := fs.String("iss", "", "issuer (claim iss)")
+	aud := fs.String("aud", "", "audience (claim aud)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *sub == "" && *name == "" {
+		return errors.New("give -sub or -name")
+	}
+	var key any
+	switch {
+	case *keyFile != "":
+		k, err := readPrivateKey(*keyFile)
+		if err != nil {
+			return err
+		}
+		key = k
+	case *secret != "":
+		if len(*secret) < 32 {
+			return errors.New("the secret must be at least 32 bytes (as the services require)")
+		}
+		key = []byte(*secret)
+	default:
+		return errors.New("give -secret (or $CHAT_AUTH_HS256_SECRET) or -key")
+	}
+	claims := auth.Claims{Subject: *sub, Name: *name, Issuer: *iss,
+		IssuedAt: auth.NewNumericDate(now), Expires: auth.NewNumericDate(now.Add(*ttl))}
+	if *aud != "" {
+		claims.Audience = []string{*aud}
+	}
+	if *rooms != "" {
+		claims.Rooms = auth.ParseRooms(*rooms)
+	}
+	tok, err := auth.Sign(key, claims)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, tok)
+	return err
+}
+
+func readPrivateKey(path string) (any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: not PEM", path)
+	}
+	if block.Type == "RSA PRIVATE KEY" {
+		return x509.ParsePKCS1PrivateKey(block.Bytes)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	switch k := k.(type) {
+	case *rsa.PrivateKey, ed25519.PrivateKey:
+		return k, nil
+	}
+	return nil, fmt.Errorf("%s: key type %T not supported (RSA or Ed25519)", path, k)
+}
