@@ -150,3 +150,26 @@ func TestNginxConfigTest(t *testing.T) {
 		t.Fatalf("nginx -t output:\n%s", out)
 	}
 }
+
+// Tokens may travel in ?access_token= (websocket auth for browsers): access logs must not
+// contain query strings.
+func TestNginxLogsNoQueryStrings(t *testing.T) {
+	for name, params := range map[string]NginxParams{
+		"loopback": LoopbackNginxParams(18080, []int{18081}, []int{18083}, "/tmp/nginx-state"),
+		"compose":  ComposeNginxParams(),
+	} {
+		conf, err := RenderNginx(params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(conf), "\n") {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "access_log") && !strings.HasSuffix(line, " chat;") {
+				t.Errorf("%s: %q does not use the query-free log format", name, line)
+			}
+			if strings.Contains(line, "$request ") || strings.Contains(line, "$request_uri") || strings.Contains(line, "$args") {
+				t.Errorf("%s: %q logs the query string", name, line)
+			}
+		}
+	}
+}
