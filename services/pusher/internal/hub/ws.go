@@ -64,13 +64,13 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, g *Gate) {
 		return
 	}
 	var sess *session
+	release := func() {}
 	if g != nil {
-		s, release, ok := g.admit(w, r, room, hasRoom)
+		s, rel, ok := g.admit(w, r, room, hasRoom)
 		if !ok {
 			return
 		}
-		defer release()
-		sess = s
+		sess, release = s, rel
 	}
 	hj := &hijacker{ResponseWriter: w}
 	up := websocket.Upgrader{
@@ -81,14 +81,26 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, g *Gate) {
 	}
 	conn, err := up.Upgrade(hj, r, nil)
 	if err != nil {
+		release()
 		return // the upgrader answered the client
 	}
 	c := newClient(h, conn, hj.conn)
 	if !h.register(c) {
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseServiceRestart, "server shutting down"), time.Now().Add(time.Second))
 		conn.Close()
+		release()
 		return
 	}
+	// The connection outlives this handler: returning lets net/http end the request's
+	// goroutine and drop its grown stack and its read/write buffers, most of what an
+	// idle connection would otherwise hold.
+	go h.runClient(c, sess, room, hasRoom, since, release)
+}
+
+// runClient serves an upgraded connection until it ends: the writer goroutine, the
+// subscription from the URL, and the reader (this goroutine).
+func (h *Hub) runClient(c *Client, sess *session, room string, hasRoom bool, since *uint64, release func()) {
+	defer release()
 	go c.writeLoop()
 	switch {
 	case sess != nil && sess.needAuth:
