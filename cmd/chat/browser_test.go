@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -28,32 +29,8 @@ const chromiumPath = "/usr/bin/chromium"
 // Needs Chromium at /usr/bin/chromium (Debian package "chromium"): skipped without it,
 // failed without it when CI is set. CHAT_UI_SCREENSHOT=/path.png saves a screenshot.
 func TestBrowserUI(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium is required in CI (apt-get install chromium): %v", err)
-		}
-		t.Skipf("no chromium (apt-get install chromium): %v", err)
-	}
+	allocCtx := newBrowser(t)
 	base := startSystem(t)
-
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 800),
-	)
-	defer cancelAlloc()
 
 	a := newTab(t, allocCtx, "A")
 	b := newTab(t, a.ctx, "B") // a second tab in the same browser
@@ -198,6 +175,90 @@ type tab struct {
 
 	mu         sync.Mutex
 	exceptions []string
+}
+
+// TestBrowserUIWithAuth: with auth on, the page opened once with ?token= keeps the token,
+// drops it from the address bar, posts and receives with it, and shows the token's name
+// rather than the one typed.
+func TestBrowserUIWithAuth(t *testing.T) {
+	allocCtx := newBrowser(t)
+	const secret = "browser-test-secret-browser-test-secret"
+	cfg := testConfig(t)
+	cfg.API.HS256Secret = secret
+	cfg.Pusher.HS256Secret = secret
+	sys := startSystemWith(t, cfg)
+	tok, err := auth.Sign([]byte(secret), map[string]any{"sub": "ann", "name": "Ann", "rooms": []string{"team-a"},
+		"exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTab(t, allocCtx, "A")
+	a.do(chromedp.Navigate(sys.url + "/?token=" + tok + "#team-a"))
+	a.waitLive()
+	a.poll(`!document.getElementById('empty').hidden`)
+	if got := a.eval(`location.search`); got != "" {
+		t.Fatalf("the token stays in the address bar: %q", got)
+	}
+	a.send(
+		chromedp.SendKeys(chromedp.ID("name"), "Mallory"),
+		chromedp.SendKeys(chromedp.ID("message"), "hello with a token"),
+		chromedp.Click(chromedp.ID("send")),
+	)
+	a.waitTexts("hello with a token")
+	if got := a.eval(`document.querySelector('#messages li .name').textContent`); got != "Ann" {
+		t.Fatalf("name %q, want Ann (from the token)", got)
+	}
+	// A reload finds the token in localStorage: history and live updates still work.
+	postAs := func(text string) {
+		req, _ := http.NewRequest("POST", sys.url+"/rooms/team-a/messages", strings.NewReader(`{"name":"x","message":"`+text+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("post: %d", resp.StatusCode)
+		}
+	}
+	a.do(chromedp.Reload())
+	a.waitLive()
+	a.waitTexts("hello with a token")
+	postAs("after the reload")
+	a.waitTexts("hello with a token", "after the reload")
+	a.checkNoExceptions()
+}
+
+// newBrowser starts headless Chromium for the test (closed at its end). Without
+// Chromium it skips, or fails when CI is set.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium is required in CI (apt-get install chromium): %v", err)
+		}
+		t.Skipf("no chromium (apt-get install chromium): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 800),
+	)
+	t.Cleanup(cancelAlloc)
+	return allocCtx
 }
 
 func newTab(t *testing.T, parent context.Context, name string) *tab {

@@ -32,7 +32,23 @@
   let queued = false;       // Send pressed while a send was in flight
   let pending = null;       // {sig, key}: Idempotency-Key reused while retrying the same send
 
+  // With auth on, a token given once as ?token=<jwt> is kept in localStorage (and removed
+  // from the address bar); the server then takes the author name from it.
+  const TOKEN_KEY = 'chat.token';
+  let token = new URLSearchParams(location.search).get('token');
+  try {
+    if (token) {
+      localStorage.setItem(TOKEN_KEY, token);
+      const u = new URL(location.href);
+      u.searchParams.delete('token');
+      history.replaceState(null, '', u);
+    } else {
+      token = localStorage.getItem(TOKEN_KEY);
+    }
+  } catch (_) { /* storage disabled */ }
+
   const client = new ChatClient({
+    token,
     onMessage(msg) {
       if (msg.room !== room) return;
       const follow = atBottom();

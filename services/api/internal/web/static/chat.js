@@ -14,6 +14,9 @@
  *                                     //   {source:'ws', code, reason} for closes 1008/1009 (client bug)
  *     minDelay: 500, maxDelay: 30000, // reconnect backoff in ms (exponential, capped, with jitter)
  *     autoConnect: true,              // open the socket in the constructor
+ *     token: null,                    // optional bearer token (JWT) when the server requires auth:
+ *                                     //   sent as Authorization on post/history and as the first
+ *                                     //   websocket frame {"type":"auth","token":...}
  *   });
  *
  *   client.subscribe(room, since)   // since (optional): last seq already shown; every later message is
@@ -96,6 +99,7 @@
       this.onError = opts.onError || noop;
       this.minDelay = opts.minDelay ?? 500;
       this.maxDelay = opts.maxDelay ?? 30000;
+      this.token = opts.token || null;
       this.state = 'offline';
       // room -> {last: seq delivered or given as since, floor: stream seq at a subscription
       // without since, awaiting: a subscribe was sent and its 'subscribed' frame not yet seen}
@@ -168,7 +172,7 @@
       const url = this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages';
       const init = {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'Accept': 'application/json', 'Idempotency-Key': key },
+        headers: this._headers({ 'Content-Type': 'application/json', 'Idempotency-Key': key }),
         body: JSON.stringify({ name, message }),
         signal,
       };
@@ -199,7 +203,7 @@
       const url = this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages' + (qs ? '?' + qs : '');
       let res;
       try {
-        res = await fetch(url, { headers: { 'Accept': 'application/json' } });
+        res = await fetch(url, { headers: this._headers({}) });
       } catch (e) {
         throw new ChatError(0, 'network error: ' + (e && e.message ? e.message : e), null, null);
       }
@@ -210,6 +214,12 @@
     }
 
     // --- internals ---
+
+    _headers(h) {
+      h['Accept'] = 'application/json';
+      if (this.token) h['Authorization'] = 'Bearer ' + this.token;
+      return h;
+    }
 
     _setState(s) {
       if (s === this.state) return;
@@ -242,6 +252,7 @@
         this._everOpen = true;
         this._openedAt = Date.now();
         this._setState('live');
+        if (this.token) ws.send(JSON.stringify({ type: 'auth', token: this.token }));
         for (const [room, r] of this._rooms) this._sendSubscribe(room, r);
       };
       ws.onmessage = (ev) => { if (this._ws === ws) this._frame(ev.data); };
