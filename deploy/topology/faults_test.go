@@ -12,6 +12,7 @@ import (
 	"github.com/chatrt/chat/deploy/topology"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/pkg/chattest/faultload"
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -23,10 +24,10 @@ const retryWindow = 5 * time.Second
 func since(t time.Time) time.Duration { return time.Since(t).Round(10 * time.Millisecond) }
 
 // highest is the highest acknowledged seq per room.
-func highest(acks []ack) map[string]uint64 {
+func highest(acks []faultload.Ack) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, a := range acks {
-		out[a.room] = max(out[a.room], a.seq)
+		out[a.Room] = max(out[a.Room], a.Seq)
 	}
 	return out
 }
@@ -47,18 +48,18 @@ func pusherKill(t *testing.T, e *env) {
 	}
 	sc.note("sockets per pusher %v", conns)
 	sc.start()
-	sc.load.waitMore(100, 20*time.Second)
+	sc.load.WaitMore(100, 20*time.Second)
 	victim := e.topo.Pushers[0]
 	n := pusherConns(t, victim)
 	killAt := time.Now()
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	var affected []*subscriber
+	var affected []*faultload.Subscriber
 	chattest.Eventually(t, 20*time.Second, func() bool {
 		affected = affected[:0]
 		for _, s := range sc.subs {
-			if len(s.endsSince(killAt)) > 0 {
+			if len(s.EndsSince(killAt)) > 0 {
 				affected = append(affected, s)
 			}
 		}
@@ -66,20 +67,20 @@ func pusherKill(t *testing.T, e *env) {
 	}, "%d sockets ended after the kill, want the %d of %s", len(affected), n, victim.Name)
 	var reconnected time.Duration
 	for _, s := range affected {
-		chattest.Eventually(t, 20*time.Second, func() bool { return !s.connectedSince(killAt).IsZero() },
-			"%s did not reconnect", s.name)
-		reconnected = max(reconnected, s.connectedSince(killAt).Sub(killAt))
+		chattest.Eventually(t, 20*time.Second, func() bool { return !s.ConnectedSince(killAt).IsZero() },
+			"%s did not reconnect", s.Name)
+		reconnected = max(reconnected, s.ConnectedSince(killAt).Sub(killAt))
 	}
-	head := highest(sc.load.snapshot())
+	head := highest(sc.load.Snapshot())
 	for _, s := range affected {
-		chattest.Eventually(t, 20*time.Second, func() bool { return s.lastSeq() >= head[s.room] },
-			"%s did not catch up to seq %d", s.name, head[s.room])
+		chattest.Eventually(t, 20*time.Second, func() bool { return s.LastSeq() >= head[s.Room] },
+			"%s did not catch up to seq %d", s.Name, head[s.Room])
 	}
 	sc.recovered("%d clients reconnected within %v, caught up %v after the kill", len(affected), reconnected.Round(10*time.Millisecond), since(killAt))
 	if len(affected) != n {
 		t.Errorf("%d sockets ended, but only %s (%d sockets) was killed", len(affected), victim.Name, n)
 	}
-	sc.load.waitMore(100, 20*time.Second)
+	sc.load.WaitMore(100, 20*time.Second)
 	restart := time.Now()
 	if err := victim.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ func natsKill(t *testing.T, e *env) {
 	defer cancel()
 	sc := newScenario(t, e, "nats stream leader kill -9", "nk", 6)
 	sc.start()
-	sc.load.waitMore(100, 20*time.Second)
+	sc.load.WaitMore(100, 20*time.Second)
 	state, err := nodeStream(e.topo.NATS[0])
 	if err != nil {
 		t.Fatal(err)
@@ -119,14 +120,14 @@ func natsKill(t *testing.T, e *env) {
 		return err == nil && newLeader != "" && newLeader != leader
 	}, "no new stream leader after %s was killed (%s says %q)", leader, survivor.Name, newLeader)
 	sc.recovered("new leader %s after %v", newLeader, since(killAt))
-	sc.load.waitMore(20, 25*time.Second)
+	sc.load.WaitMore(20, 25*time.Second)
 	sc.recovered("posts acknowledged again by %v", since(killAt))
 	// The first posts the new leader acknowledged reach every subscriber and MongoDB
 	// (consumers on the dead node are noticed by missed heartbeats and recreated).
-	head := highest(sc.load.snapshot())
+	head := highest(sc.load.Snapshot())
 	chattest.Eventually(t, 40*time.Second, func() bool {
 		for _, s := range sc.subs {
-			if s.lastSeq() < head[s.room] {
+			if s.LastSeq() < head[s.Room] {
 				return false
 			}
 		}
@@ -163,7 +164,7 @@ func natsKill(t *testing.T, e *env) {
 		return err == nil && got.last >= target
 	}, "%s holds CHAT up to seq %d (%v), the stream is at %d", victim.Name, got.last, err, target)
 	sc.recovered("caught up to seq %d %v after restart", target, since(restart))
-	sc.load.waitMore(100, 20*time.Second)
+	sc.load.WaitMore(100, 20*time.Second)
 	sc.finish()
 	// Every node holds the same stream once the posts stopped.
 	chattest.Eventually(t, 10*time.Second, func() bool {
@@ -187,13 +188,13 @@ func persisterKill(t *testing.T, e *env) {
 	defer cancel()
 	sc := newScenario(t, e, "persister kill -9", "sk", 4)
 	sc.start()
-	sc.load.waitMore(200, 20*time.Second)
+	sc.load.WaitMore(200, 20*time.Second)
 	victim, other := e.topo.Persisters[0], e.topo.Persisters[1]
 	killAt := time.Now()
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	atKill := sc.load.snapshot()
+	atKill := sc.load.Snapshot()
 	top := highest(atKill)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -209,7 +210,7 @@ func persisterKill(t *testing.T, e *env) {
 		}
 		missing := 0
 		for _, a := range atKill {
-			if !stored[a.seq] {
+			if !stored[a.Seq] {
 				missing++
 			}
 		}
@@ -222,7 +223,7 @@ func persisterKill(t *testing.T, e *env) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	sc.recovered("all %d acked before the kill stored %v after it", len(atKill), since(killAt))
-	sc.load.waitMore(150, 20*time.Second)
+	sc.load.WaitMore(150, 20*time.Second)
 	restart := time.Now()
 	if err := victim.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -260,7 +261,7 @@ func apiRollingRestart(t *testing.T, e *env) {
 	ctx := context.Background()
 	sc := newScenario(t, e, "api rolling restart (SIGTERM)", "ar", 4)
 	sc.start()
-	sc.load.waitMore(100, 20*time.Second)
+	sc.load.WaitMore(100, 20*time.Second)
 	for _, p := range e.topo.APIs {
 		stopAt := time.Now()
 		if err := p.Stop(30 * time.Second); err != nil {
@@ -280,8 +281,8 @@ func apiRollingRestart(t *testing.T, e *env) {
 		sc.recovered("%s stopped in %v, ready in %v, back in nginx rotation %v after its start", p.Name, stopped, ready, since(startAt))
 	}
 	sc.finish()
-	if sc.load.longestRetry > retryWindow {
-		t.Errorf("a post kept failing for %v, more than the %v retry window", sc.load.longestRetry, retryWindow)
+	if sc.load.LongestRetry() > retryWindow {
+		t.Errorf("a post kept failing for %v, more than the %v retry window", sc.load.LongestRetry(), retryWindow)
 	}
 }
 
@@ -293,7 +294,7 @@ func pusherRollingDeploy(t *testing.T, e *env) {
 	ctx := context.Background()
 	sc := newScenario(t, e, "pusher rolling deploy (SIGTERM)", "pr", 12)
 	sc.start()
-	sc.load.waitMore(100, 20*time.Second)
+	sc.load.WaitMore(100, 20*time.Second)
 	for _, p := range e.topo.Pushers {
 		n := pusherConns(t, p)
 		sigAt := time.Now()
@@ -330,11 +331,11 @@ func pusherRollingDeploy(t *testing.T, e *env) {
 		chattest.Eventually(t, 10*time.Second, func() bool {
 			closes = closes[:0]
 			for _, s := range sc.subs {
-				for _, end := range s.endsSince(sigAt) {
-					if end.code != websocket.CloseServiceRestart {
-						t.Errorf("%s: socket ended with %d during %s's drain, want 1012", s.name, end.code, p.Name)
+				for _, end := range s.EndsSince(sigAt) {
+					if end.Code != websocket.CloseServiceRestart {
+						t.Errorf("%s: socket ended with %d during %s's drain, want 1012", s.Name, end.Code, p.Name)
 					}
-					closes = append(closes, end.at)
+					closes = append(closes, end.At)
 				}
 			}
 			return len(closes) >= n
@@ -359,13 +360,13 @@ func pusherRollingDeploy(t *testing.T, e *env) {
 		}
 		var resumed time.Duration
 		for _, s := range sc.subs {
-			if len(s.endsSince(sigAt)) == 0 {
+			if len(s.EndsSince(sigAt)) == 0 {
 				continue
 			}
 			var why string
-			chattest.Eventually(t, 20*time.Second, func() bool { ok, w := s.reconnectedSince(sigAt); why = w; return ok },
-				"%s did not reconnect: %s", s.name, why)
-			resumed = max(resumed, s.connectedSince(sigAt).Sub(sigAt))
+			chattest.Eventually(t, 20*time.Second, func() bool { ok, w := s.ReconnectedSince(sigAt); why = w; return ok },
+				"%s did not reconnect: %s", s.Name, why)
+			resumed = max(resumed, s.ConnectedSince(sigAt).Sub(sigAt))
 		}
 		restart := time.Now()
 		if err := p.Start(ctx); err != nil {
@@ -374,7 +375,7 @@ func pusherRollingDeploy(t *testing.T, e *env) {
 		sc.recovered("%s: %d closes 1012 over %v, exited %v after SIGTERM, all resumed within %v, restarted in %v",
 			p.Name, n, spread.Round(10*time.Millisecond), drained, resumed.Round(10*time.Millisecond), since(restart))
 		sc.note("%s readyz while draining %v", p.Name, ready)
-		sc.load.waitMore(50, 20*time.Second)
+		sc.load.WaitMore(50, 20*time.Second)
 	}
 	sc.finish()
 }

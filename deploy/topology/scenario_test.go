@@ -1,13 +1,14 @@
 package topology_test
 
-// A scenario runs posters and subscribers (clients_test.go) on rooms of its own while a
-// fault is injected and healed, then checks exact counts: every acknowledged message is
-// in MongoDB once and in the CHAT stream once, and every subscriber saw every message of
-// its room once, in seq order. Rows and recovery times go to the summary TestMain prints.
+// A scenario runs posters that retry with the same Idempotency-Key until acknowledged
+// and websocket subscribers that resume with since=<last seq> (faultload.Load and
+// faultload.Subscriber, all through nginx) on rooms of its own while a fault is injected
+// and healed, then checks exact counts: every acknowledged message is in MongoDB once
+// and in the CHAT stream once, and every subscriber saw every message of its room once,
+// in seq order. Rows and recovery times go to the summary TestMain prints.
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,7 +21,7 @@ import (
 
 	"github.com/chatrt/chat/deploy/topology"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/pkg/chattest/faultload"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -64,8 +65,8 @@ type scenario struct {
 	env      *env
 	fault    string
 	rooms    []string
-	load     *load
-	subs     []*subscriber
+	load     *faultload.Load
+	subs     []*faultload.Subscriber
 	recovery []string
 	notes    []string
 }
@@ -74,14 +75,16 @@ type scenario struct {
 // after key) through nginx; call start to begin posting.
 func newScenario(t *testing.T, e *env, fault, key string, subs int) *scenario {
 	sc := &scenario{t: t, env: e, fault: fault, rooms: []string{key + "-a", key + "-b"}}
-	sc.load = newLoad(t, e.topo.URL, key)
+	nginx := func() string { return e.topo.URL }
+	sc.load = faultload.NewLoad(t, faultload.LoadOptions{URL: nginx,
+		Retry: []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}})
 	for i := range subs {
-		sc.subs = append(sc.subs, startSubscriber(t, e.topo.URL, fmt.Sprintf("%s-s%d", key, i), sc.rooms[i%2]))
+		sc.subs = append(sc.subs, faultload.StartSubscriber(t, fmt.Sprintf("%s-s%d", key, i), sc.rooms[i%2], nginx))
 	}
 	return sc
 }
 
-func (sc *scenario) start() { sc.load.start(sc.rooms, 15*time.Millisecond) }
+func (sc *scenario) start() { sc.load.Start(sc.rooms, 15*time.Millisecond) }
 
 func (sc *scenario) recovered(format string, args ...any) {
 	sc.recovery = append(sc.recovery, fmt.Sprintf(format, args...))
@@ -91,142 +94,31 @@ func (sc *scenario) note(format string, args ...any) {
 	sc.notes = append(sc.notes, fmt.Sprintf(format, args...))
 }
 
-// readRoom pages through a room in MongoDB.
-func (sc *scenario) readRoom(ctx context.Context, room string) ([]chat.Message, error) {
-	var out []chat.Message
-	var after uint64
-	for range 1000 {
-		page, err := sc.env.store.After(ctx, room, after, 200)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if len(page) < 200 {
-			return out, nil
-		}
-		after = page[len(page)-1].Seq
-	}
-	return nil, errors.New("too many pages")
-}
-
-// finish stops the posters, posts a sentinel per room (a duplicate push would arrive
-// before it), waits for MongoDB and every subscriber to have everything and checks the
-// exact counts.
+// finish stops the posters, posts a sentinel per room, waits for MongoDB and every
+// subscriber to have everything and checks the exact counts (faultload.Finish), then
+// that the CHAT stream holds each acknowledged message once.
 func (sc *scenario) finish() {
 	t := sc.t
 	t.Helper()
-	sc.load.halt()
-	sentinel := map[string]uint64{}
-	for _, room := range sc.rooms {
-		a, ok := sc.load.post(room, room+"-end")
-		if !ok {
-			t.FailNow()
-		}
-		sentinel[room] = a.seq
-	}
-	acks := sc.load.snapshot()
-	perRoom := map[string]int{}
-	for _, a := range acks {
-		perRoom[a.room]++
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	chattest.Eventually(t, 20*time.Second, func() bool {
-		for _, room := range sc.rooms {
-			n, err := sc.env.store.Count(ctx, room)
-			if err != nil || int(n) < perRoom[room] {
-				return false
-			}
-		}
-		return true
-	}, "MongoDB does not hold every acknowledged message")
-	stored := map[string][]chat.Message{}
-	for _, room := range sc.rooms {
-		msgs, err := sc.readRoom(ctx, room)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stored[room] = msgs
-	}
-	for _, s := range sc.subs {
-		want := sentinel[s.room]
-		chattest.Eventually(t, 20*time.Second, func() bool { return s.lastSeq() >= want },
-			"%s saw up to seq %d, want %d", s.name, s.lastSeq(), want)
-	}
-	for _, s := range sc.subs {
-		s.close()
-	}
-
-	row := summaryRow{fault: sc.fault, acked: len(acks)}
-	bySeq := map[uint64]chat.Message{}
-	ids := map[string]int{}
-	for _, room := range sc.rooms {
-		for _, m := range stored[room] {
-			row.stored++
-			if _, dup := bySeq[m.Seq]; dup {
-				row.duplicated++
-				t.Errorf("seq %d stored twice", m.Seq)
-			}
-			bySeq[m.Seq] = m
-			ids[m.Message]++
-		}
-	}
-	for text, n := range ids {
-		if n > 1 {
-			row.duplicated += n - 1
-			t.Errorf("message %q stored %d times", text, n)
-		}
-	}
-	ackedSeq := map[uint64]bool{}
-	for _, a := range acks {
-		ackedSeq[a.seq] = true
-		m, ok := bySeq[a.seq]
-		switch {
-		case !ok:
-			row.lost++
-			t.Errorf("acknowledged %s (seq %d) is not in MongoDB", a.id, a.seq)
-		case m.ID != a.id || m.Room != a.room || m.Message != a.id:
-			t.Errorf("seq %d: stored %+v, acknowledged %+v", a.seq, m, a)
-		}
-	}
-	for seq, m := range bySeq {
-		if !ackedSeq[seq] {
-			row.duplicated++
-			t.Errorf("stored but never acknowledged: seq %d %q", seq, m.Message)
-		}
-	}
+	res := faultload.Finish(t, sc.env.store, sc.load, sc.rooms, sc.subs)
+	row := summaryRow{fault: sc.fault, acked: res.Acked, stored: res.Stored, delivered: res.Delivered,
+		lost: res.Lost, duplicated: res.Duplicated}
 	var reconnects, closes []string
 	rejected := map[int]int{}
 	for _, s := range sc.subs {
-		s.mu.Lock()
-		row.delivered += len(s.seqs) + s.dups
-		row.duplicated += s.dups
-		if s.dups > 0 || s.disorder > 0 || s.wrongRoom > 0 {
-			t.Errorf("%s: %d duplicates %v, %d out of order, %d of another room", s.name, s.dups, s.dupInfo, s.disorder, s.wrongRoom)
-		}
-		for _, m := range stored[s.room] {
-			if id, ok := s.ids[m.Seq]; !ok {
-				row.lost++
-				t.Errorf("%s: never received seq %d (%s)", s.name, m.Seq, m.Message)
-			} else if id != m.ID {
-				t.Errorf("%s: seq %d pushed with id %q, stored with %q", s.name, m.Seq, id, m.ID)
-			}
-		}
-		if len(s.seqs) != len(stored[s.room]) {
-			t.Errorf("%s: received %d messages, room %s has %d", s.name, len(s.seqs), s.room, len(stored[s.room]))
-		}
-		if n := len(s.connects) - 1; n > 0 {
+		if n := s.Connects() - 1; n > 0 {
 			reconnects = append(reconnects, fmt.Sprint(n))
 		}
-		for _, e := range s.ends {
-			closes = append(closes, fmt.Sprint(e.code))
+		for _, e := range s.Ends() {
+			closes = append(closes, fmt.Sprint(e.Code))
 		}
-		for code, n := range s.rejected {
+		for code, n := range s.Rejected() {
 			rejected[code] += n
 		}
-		s.mu.Unlock()
 	}
 	// The CHAT stream holds each acknowledged message once: no retry was published twice.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	st, err := sc.env.js.Stream(ctx, chat.StreamName)
 	if err != nil {
 		t.Fatal(err)
@@ -236,14 +128,14 @@ func (sc *scenario) finish() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := info.State.Subjects[chat.Subject(room)]; got != uint64(perRoom[room]) {
-			t.Errorf("CHAT stream holds %d messages of room %s, want the %d acknowledged", got, room, perRoom[room])
+		if got := info.State.Subjects[chat.Subject(room)]; got != uint64(res.PerRoom[room]) {
+			t.Errorf("CHAT stream holds %d messages of room %s, want the %d acknowledged", got, room, res.PerRoom[room])
 		}
 	}
-	if f := sc.load.failures(); f != "" {
-		sc.note("post retries: %s, longest %v", f, sc.load.longestRetry.Round(time.Millisecond))
+	if f := sc.load.Failures(); f != "" {
+		sc.note("post retries: %s, longest %v", f, sc.load.LongestRetry().Round(time.Millisecond))
 	}
-	sc.note("longest ack pause %v", sc.load.longestPause.Round(time.Millisecond))
+	sc.note("longest ack pause %v", sc.load.LongestPause().Round(time.Millisecond))
 	if len(reconnects) > 0 {
 		sc.note("reconnects %d subs", len(reconnects))
 	}
