@@ -162,6 +162,15 @@ func (h *harness) startNode(cfg Config) *system {
 	return s
 }
 
+// standardTraffic subscribes s0 and s1 to room ra and s2 to rb on node, and starts the
+// posters: the load most fault tests run under.
+func (h *harness) standardTraffic(node int) {
+	h.subscribe("s0", "ra", node)
+	h.subscribe("s1", "ra", node)
+	h.subscribe("s2", "rb", node)
+	h.load.Start(h.rooms, 12*time.Millisecond)
+}
+
 func (h *harness) subscribe(name, room string, node int) *faultload.Subscriber {
 	s := faultload.StartSubscriber(h.t, name, room, func() string { return h.cl.url(node) })
 	h.subs = append(h.subs, s)
@@ -269,10 +278,7 @@ func TestFaultPersisterStopped(t *testing.T) {
 func TestFaultMongoOutage(t *testing.T) {
 	h := newHarness(t, "mongodb outage")
 	h.startNode(h.config())
-	h.subscribe("s0", "ra", 0)
-	h.subscribe("s1", "ra", 0)
-	h.subscribe("s2", "rb", 0)
-	h.load.Start(h.rooms, 12*time.Millisecond)
+	h.standardTraffic(0)
 	h.load.WaitMore(150, 20*time.Second)
 	h.mongo.Stop()
 	h.load.WaitMore(400, 20*time.Second) // a few seconds of traffic with MongoDB down
@@ -301,10 +307,7 @@ func TestFaultMongoOutage(t *testing.T) {
 func TestFaultNATSRestart(t *testing.T) {
 	h := newHarness(t, "nats restart")
 	h.startNode(h.config())
-	h.subscribe("s0", "ra", 0)
-	h.subscribe("s1", "ra", 0)
-	h.subscribe("s2", "rb", 0)
-	h.load.Start(h.rooms, 12*time.Millisecond)
+	h.standardTraffic(0)
 	h.load.WaitMore(150, 20*time.Second)
 	before := h.load.Failed(http.StatusServiceUnavailable)
 	h.nats.Stop()
@@ -443,10 +446,7 @@ func metricsText(t *testing.T, base string) string {
 func TestFaultPoisonMessages(t *testing.T) {
 	h := newHarness(t, "poison messages")
 	h.startNode(h.config())
-	h.subscribe("s0", "ra", 0)
-	h.subscribe("s1", "ra", 0)
-	h.subscribe("s2", "rb", 0)
-	h.load.Start(h.rooms, 12*time.Millisecond)
+	h.standardTraffic(0)
 	h.load.WaitMore(50, 20*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
