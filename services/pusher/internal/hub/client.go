@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,12 +18,14 @@ const (
 )
 
 // Client is one websocket connection. The hub and replays put frames on its bounded
-// queue; its single writer goroutine drains everything queued into one write. A client
-// whose queue overflows is evicted (1013) instead of slowing its rooms.
+// queue; a writer goroutine, started only while there is something to write, drains
+// everything queued into one write. An idle connection has no writer: only its reader
+// goroutine. A client whose queue overflows is evicted (1013) instead of slowing its rooms.
 type Client struct {
 	hub  *Hub
 	conn *websocket.Conn
 	bc   *batchConn
+	ping *time.Timer // sets pingDue and starts the writer every PingInterval
 
 	mu        sync.Mutex
 	queue     []*websocket.PreparedMessage
@@ -30,25 +33,33 @@ type Client struct {
 	closeCode int
 	closeText string
 	writing   bool      // the writer or an inline delivery is writing to the connection
+	flushing  bool      // a writer goroutine runs
+	readEnded bool      // the reader goroutine ended (readDone is closed)
+	ended     bool      // the connection is closed (done is closed)
 	lastWrite time.Time // when frames last went out
 	pingDue   atomic.Bool
-	subs      map[string]*sub // by room; owned by the reader goroutine, read by the hub under mu
+	subs      []*sub // a few at most (MaxSubs); changed by the connection's own goroutines under mu
 
-	wake     chan struct{} // something queued or a close requested
-	drained  chan struct{} // the writer emptied the queue (replays wait on it)
+	drained  chan struct{} // made by the first waitRoom: the writer wrote a batch
 	readDone chan struct{} // the reader goroutine ended
-	done     chan struct{} // the writer ended and the connection is closed
+	done     chan struct{} // the connection is closed
 }
 
 func newClient(h *Hub, conn *websocket.Conn, bc *batchConn) *Client {
-	return &Client{
+	c := &Client{
 		hub: h, conn: conn, bc: bc,
-		subs:     make(map[string]*sub),
-		wake:     make(chan struct{}, 1),
-		drained:  make(chan struct{}, 1),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	c.mu.Lock() // the timer's writer reads c.ping: set it before the timer can take mu
+	c.ping = time.AfterFunc(h.cfg.PingInterval, func() {
+		c.pingDue.Store(true)
+		c.mu.Lock()
+		c.startWriterLocked()
+		c.mu.Unlock()
+	})
+	c.mu.Unlock()
+	return c
 }
 
 func signal(ch chan struct{}) {
@@ -58,30 +69,44 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// startWriterLocked starts the writer goroutine unless one runs or the connection ended.
+// Caller holds mu. Everything that gives the writer work calls it: a queued frame, a
+// close, a due ping, the tail of a partial inline write, the end of the reader.
+func (c *Client) startWriterLocked() {
+	if c.flushing || c.ended {
+		return
+	}
+	c.flushing = true
+	go c.writeLoop()
+}
+
+// subIndex is the index of the subscription to room in subs, -1 if none. Caller holds mu.
+func (c *Client) subIndex(room string) int {
+	return slices.IndexFunc(c.subs, func(s *sub) bool { return s.room.name == room })
+}
+
 // enqueue queues frames; false when the client is closing. A full queue evicts the client.
 func (c *Client) enqueue(pms ...*websocket.PreparedMessage) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closeCode != 0 {
-		c.mu.Unlock()
 		return false
 	}
 	if len(c.queue)+len(pms) > c.hub.cfg.QueueSize {
 		c.closeLocked(CloseTryAgainLater, "slow consumer")
-		c.mu.Unlock()
 		c.hub.metrics.evictions.Inc()
 		return false
 	}
 	c.queue = append(c.queue, pms...)
-	c.mu.Unlock()
-	signal(c.wake)
+	c.startWriterLocked()
 	return true
 }
 
 // deliver hands f to the client (the hub's fan-out, under the room lock), and reports
 // whether it was written right away. When direct, a client with nothing queued or being
 // written, and no write within the flush interval, gets f with one non-blocking write: no
-// writer goroutine to wake, which is most of the cost of a delivery to a quiet client. The
-// rest (busy, slow, or a socket buffer full) goes through the queue and the writer.
+// writer goroutine to start, which is most of the cost of a delivery to a quiet client.
+// The rest (busy, slow, or a socket buffer full) goes through the queue and the writer.
 func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
 	c.mu.Lock()
 	if !direct || c.writing || len(c.queue) > 0 || c.closeCode != 0 || now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
@@ -93,23 +118,23 @@ func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
 	c.mu.Unlock()
 	n := c.bc.tryWrite(f.raw)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.writing = false
-	wake := len(c.queue) > 0 || c.closeCode != 0 || c.pingDue.Load()
+	work := len(c.queue) > 0 || c.closeCode != 0 || c.readEnded || c.pingDue.Load()
 	switch {
 	case n > 0:
 		c.lastWrite = now
-		wake = wake || n < len(f.raw) // the writer sends the tail
+		work = work || n < len(f.raw) // the writer sends the tail
 	case c.closeCode == 0:
 		// Nothing written (socket buffer full, or the connection broke: the writer's flush
 		// then fails and closes it): f goes first, before whatever was queued meanwhile.
 		c.queue = append(c.queue, nil)
 		copy(c.queue[1:], c.queue)
 		c.queue[0] = f.pm
-		wake = true
+		work = true
 	}
-	c.mu.Unlock()
-	if wake {
-		signal(c.wake)
+	if work {
+		c.startWriterLocked()
 	}
 	return n > 0
 }
@@ -134,42 +159,58 @@ func (c *Client) closeLocked(code int, text string) {
 	}
 	c.closeCode, c.closeText = code, text
 	c.queue = nil
-	signal(c.wake)
+	c.startWriterLocked()
 }
 
-// writeLoop is the only writer of frames. It ends after a write error, a requested close or
-// the end of the reader, and closes the connection. It parks on the wake channel alone (a
-// one-channel receive is much cheaper to wake than a select): the ping timer and the end
-// of the reader (see Hub.unregister) signal wake too.
+// readerEnded records the end of the reader goroutine; the writer then closes the
+// connection.
+func (c *Client) readerEnded() {
+	close(c.readDone)
+	c.mu.Lock()
+	c.readEnded = true
+	c.startWriterLocked()
+	c.mu.Unlock()
+}
+
+// writeLoop is the only writer of queued frames. It runs while there is something to
+// write and returns one flush interval after there is not (or when an inline delivery is
+// writing: that one starts a writer again when done). It ends the connection after a write error, a
+// requested close or the end of the reader.
 func (c *Client) writeLoop() {
-	defer close(c.done)
-	defer c.conn.Close()
-	ping := time.AfterFunc(c.hub.cfg.PingInterval, func() {
-		c.pingDue.Store(true)
-		signal(c.wake)
-	})
-	defer ping.Stop()
 	gap := c.hub.cfg.flushInterval()
+	idle := false // the previous pass found nothing to write
 	for {
-		<-c.wake
-		select {
-		case <-c.readDone:
+		c.mu.Lock()
+		if c.writing {
+			c.flushing = false
+			c.mu.Unlock()
+			return // an inline delivery is writing; it starts us again when needed
+		}
+		if c.readEnded {
 			// The reader is gone; a close asked for just before still goes out, so the
 			// peer learns why (e.g. 1008 after a binary frame), not just a dropped socket.
-			c.mu.Lock()
 			code, text := c.closeCode, c.closeText
 			c.mu.Unlock()
 			if code != 0 {
 				_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(c.hub.cfg.WriteTimeout))
 			}
+			c.end()
 			return
-		default:
 		}
-		c.mu.Lock()
-		if c.writing {
+		if len(c.queue) == 0 && c.closeCode == 0 && !c.pingDue.Load() && !c.bc.pending() {
+			if idle || gap <= 0 {
+				c.flushing = false
+				c.mu.Unlock()
+				return
+			}
+			// A busy client's next frames come within gap (they would wait for it anyway):
+			// look once more then, rather than exit and be started again for each write.
+			idle = true
 			c.mu.Unlock()
-			continue // an inline delivery is writing; it wakes us when it is done
+			time.Sleep(gap)
+			continue
 		}
+		idle = false
 		// Frames arriving within gap of the previous write wait for the rest of the gap and
 		// go out together: a busy client gets fewer, larger writes; an idle one no delay.
 		if d := gap - time.Since(c.lastWrite); gap > 0 && d > 0 && c.closeCode == 0 {
@@ -194,11 +235,8 @@ func (c *Client) writeLoop() {
 			case <-c.readDone:
 			case <-time.After(time.Second):
 			}
+			c.end()
 			return
-		}
-		if len(batch) == 0 && !sendPing && !c.bc.pending() {
-			c.giveBack(batch)
-			continue
 		}
 		now := time.Now()
 		c.bc.begin()
@@ -207,22 +245,31 @@ func (c *Client) writeLoop() {
 		}
 		if sendPing {
 			_ = c.conn.WriteControl(websocket.PingMessage, nil, now.Add(c.hub.cfg.WriteTimeout))
-			ping.Reset(c.hub.cfg.PingInterval)
+			c.ping.Reset(c.hub.cfg.PingInterval)
 		}
 		err := c.bc.flush(now, c.hub.cfg.WriteTimeout)
 		if len(batch) > 0 {
 			c.hub.metrics.deliveries.Add(float64(len(batch)))
 		}
 		c.giveBack(batch)
-		signal(c.drained)
 		if err != nil {
+			c.end()
 			return
 		}
 	}
 }
 
-// giveBack ends a write: it keeps batch's array for the next swap unless it grew too big,
-// and wakes the writer again if frames were queued meanwhile.
+// end closes the connection; the writer calls it once, as its last act.
+func (c *Client) end() {
+	c.ping.Stop()
+	_ = c.conn.Close()
+	c.mu.Lock()
+	c.ended, c.flushing, c.queue = true, false, nil
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// giveBack ends a write: it keeps batch's array for the next swap unless it grew too big.
 func (c *Client) giveBack(batch []*websocket.PreparedMessage) {
 	clear(batch)
 	c.mu.Lock()
@@ -233,10 +280,10 @@ func (c *Client) giveBack(batch []*websocket.PreparedMessage) {
 	if c.spare == nil && cap(batch) <= 4*c.hub.cfg.QueueSize {
 		c.spare = batch[:0]
 	}
-	more := len(c.queue) > 0 || c.closeCode != 0
+	drained := c.drained
 	c.mu.Unlock()
-	if more {
-		signal(c.wake)
+	if drained != nil {
+		signal(drained)
 	}
 }
 
@@ -245,6 +292,10 @@ func (c *Client) waitRoom(limit int, done <-chan struct{}) bool {
 	for {
 		c.mu.Lock()
 		n, closing := len(c.queue), c.closeCode != 0
+		if c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		if closing {
 			return false
@@ -253,7 +304,7 @@ func (c *Client) waitRoom(limit int, done <-chan struct{}) bool {
 			return true
 		}
 		select {
-		case <-c.drained:
+		case <-drained:
 		case <-c.done:
 			return false
 		case <-done:

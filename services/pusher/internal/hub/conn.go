@@ -29,6 +29,22 @@ type batchConn struct {
 	rawP     []byte
 	rawN     int
 	rawErr   error
+
+	br       *bufio.Reader         // the websocket library's read buffer (see hijacker)
+	readable func(fd uintptr) bool // waitReadable's check, made once
+	peekBuf  [1]byte
+}
+
+// waitReadable parks the calling goroutine until there is something to read: bytes in the
+// read buffer or the socket, the end of the stream, an error, the read deadline or a
+// close. It parks a few calls deep, so that the reader of an idle connection holds only a
+// small stack (the runtime shrinks the stack a deeper read grew while it is parked
+// here); the read that follows reports whatever ended the wait.
+func (c *batchConn) waitReadable() {
+	if c.raw == nil || (c.br != nil && c.br.Buffered() > 0) {
+		return
+	}
+	_ = c.raw.Read(c.readable)
 }
 
 // tryWrite writes p with one non-blocking write, when nothing else is buffered or pending
@@ -164,16 +180,36 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.conn = &batchConn{Conn: conn}
+	bc := &batchConn{Conn: conn}
+	h.conn = bc
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			bc := h.conn
 			bc.raw = raw
 			bc.rawWrite = func(fd uintptr) bool {
 				bc.rawN, bc.rawErr = syscall.Write(int(fd), bc.rawP)
 				return true // never wait for writability: the caller queues instead
 			}
+			bc.readable = func(fd uintptr) bool {
+				for {
+					_, _, err := syscall.Recvfrom(int(fd), bc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+					if err != syscall.EINTR {
+						return err != syscall.EAGAIN // data, end of stream or an error
+					}
+				}
+			}
 		}
 	}
-	return h.conn, brw, nil
+	if brw.Reader.Buffered() > 0 {
+		return bc, brw, nil // the upgrader refuses a client that sent data too early
+	}
+	// The library reuses a hijacked read buffer larger than 256 bytes (with
+	// Upgrader.ReadBufferSize 0): hand it a small one of ours, so that waitReadable sees
+	// what it holds; net/http's 4 KiB one is dropped.
+	bc.br = bufio.NewReaderSize(bc, readBufferSize)
+	return bc, bufio.NewReadWriter(bc.br, brw.Writer), nil
 }
+
+// readBufferSize is a connection's read buffer: client frames are small commands, and the
+// library reads larger payloads past the buffer. It only needs a frame header and a
+// control frame (at most 139 bytes), and must exceed 256 for the library to use it.
+const readBufferSize = 288

@@ -194,20 +194,16 @@ func (h *Hub) register(c *Client) bool {
 	return true
 }
 
-// unregister removes a client whose reader ended (ServeHTTP closed c.readDone before) and
-// wakes its writer, which then closes the connection.
+// unregister removes a client whose reader ended (after c.readerEnded, which has the
+// writer close the connection).
 func (h *Hub) unregister(c *Client) {
-	signal(c.wake)
 	h.mu.Lock()
 	delete(h.clients, c)
 	h.mu.Unlock()
 	h.metrics.connections.Dec()
 	c.mu.Lock()
-	subs := make([]*sub, 0, len(c.subs))
-	for _, s := range c.subs {
-		subs = append(subs, s)
-	}
-	c.subs = map[string]*sub{}
+	subs := c.subs
+	c.subs = nil
 	c.mu.Unlock()
 	for _, s := range subs {
 		h.unsubscribe(s)

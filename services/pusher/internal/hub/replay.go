@@ -18,7 +18,7 @@ import (
 type sub struct {
 	c      *Client
 	room   *room
-	cancel context.CancelFunc
+	cancel context.CancelFunc // stops a backlog replay; nil when there is none
 
 	// guarded by room.mu once registered in room.subs
 	live     bool
@@ -32,7 +32,7 @@ var errTooManySubs = errors.New("too many subscriptions on this socket")
 // message with seq > *since exactly once, then live. The subscribed frame goes out first.
 func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 	c.mu.Lock()
-	if _, ok := c.subs[name]; ok {
+	if c.subIndex(name) >= 0 {
 		c.mu.Unlock()
 		return errAlreadySubscribed
 	}
@@ -41,9 +41,8 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 		return errTooManySubs
 	}
 	r := h.room(name)
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &sub{c: c, room: r, cancel: cancel}
-	c.subs[name] = s
+	s := &sub{c: c, room: r}
+	c.subs = append(c.subs, s)
 	c.mu.Unlock()
 	h.metrics.subscriptions.Inc()
 
@@ -85,6 +84,8 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 	default:
 		h.metrics.replays.WithLabelValues("backlog").Inc()
 		s.lastSent = *since
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
 		go h.replay(ctx, s)
 	}
 	return nil
@@ -92,10 +93,13 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 
 // unsubscribe removes s from its room and stops its replay.
 func (h *Hub) unsubscribe(s *sub) {
-	s.cancel()
 	s.room.mu.Lock()
 	delete(s.room.subs, s)
+	cancel := s.cancel
 	s.room.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 	h.metrics.subscriptions.Dec()
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,7 +75,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, g *Gate) {
 	}
 	hj := &hijacker{ResponseWriter: w}
 	up := websocket.Upgrader{
-		ReadBufferSize:   512,
+		ReadBufferSize:   0, // use the hijacker's reader (readBufferSize)
 		WriteBufferPool:  writeBufPool,
 		HandshakeTimeout: 10 * time.Second,
 		CheckOrigin:      func(*http.Request) bool { return true }, // checked above
@@ -91,17 +92,10 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, g *Gate) {
 		release()
 		return
 	}
-	// The connection outlives this handler: returning lets net/http end the request's
-	// goroutine and drop its grown stack and its read/write buffers, most of what an
-	// idle connection would otherwise hold.
-	go h.runClient(c, sess, room, hasRoom, since, release)
-}
-
-// runClient serves an upgraded connection until it ends: the writer goroutine, the
-// subscription from the URL, and the reader (this goroutine).
-func (h *Hub) runClient(c *Client, sess *session, room string, hasRoom bool, since *uint64, release func()) {
-	defer release()
-	go c.writeLoop()
+	// The subscription from the URL is made here, on the handler's goroutine, whose grown
+	// stack ends with it. The connection outlives this handler: returning lets net/http end
+	// the request's goroutine and drop its read/write buffers; the reader goroutine starts
+	// with a small stack and stays small while the connection idles.
 	switch {
 	case sess != nil && sess.needAuth:
 		// Subscribe once the first frame authenticated the connection.
@@ -113,9 +107,16 @@ func (h *Hub) runClient(c *Client, sess *session, room string, hasRoom bool, sin
 		h.subscribeChecked(c, sess, room, since)
 	}
 	sess.start(c)
+	go h.runClient(c, sess, release)
+}
+
+// runClient is the connection's reader goroutine: it reads client commands until the
+// connection ends, then has the writer close it.
+func (h *Hub) runClient(c *Client, sess *session, release func()) {
+	defer release()
 	defer sess.stop()
 	h.readLoop(c, sess)
-	close(c.readDone)
+	c.readerEnded()
 	h.unregister(c)
 	<-c.done
 }
@@ -192,6 +193,7 @@ func (h *Hub) readLoop(c *Client, sess *session) {
 		return conn.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
 	})
 	for {
+		c.bc.waitReadable()
 		typ, data, err := conn.ReadMessage()
 		if err != nil {
 			if sess != nil && sess.needAuth {
@@ -327,10 +329,13 @@ func (h *Hub) handle(c *Client, sess *session, cmd *command) {
 	room := req.room
 	if req.typ == "unsubscribe" {
 		c.mu.Lock()
-		s, ok := c.subs[room]
-		delete(c.subs, room)
+		var s *sub
+		if i := c.subIndex(room); i >= 0 {
+			s = c.subs[i]
+			c.subs = slices.Delete(c.subs, i, i+1)
+		}
 		c.mu.Unlock()
-		if !ok {
+		if s == nil {
 			c.enqueue(errorFrame("not subscribed", room))
 			return
 		}

@@ -1,0 +1,158 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// These tests cover what an idle connection keeps and how it wakes up: one goroutine (the
+// reader, parked shallow), a writer started only when there is something to send (a
+// frame, a ping, a close), and a read buffer of our own that the reader checks before
+// parking.
+
+func idleConfig() Config {
+	return Config{Window: 64, QueueSize: 256, ReplayBatch: 16, PingInterval: time.Hour,
+		PongTimeout: time.Hour, WriteTimeout: 5 * time.Second, MaxSubs: 8}
+}
+
+// clientFrame is a masked client text frame (mask key 0, so the payload reads as is).
+func clientFrame(payload string) []byte {
+	var b bytes.Buffer
+	b.WriteByte(0x81)
+	switch n := len(payload); {
+	case n < 126:
+		b.WriteByte(0x80 | byte(n))
+	default:
+		b.WriteByte(0x80 | 126)
+		_ = binary.Write(&b, binary.BigEndian, uint16(n))
+	}
+	b.Write([]byte{0, 0, 0, 0})
+	b.WriteString(payload)
+	return b.Bytes()
+}
+
+// dialRaw opens a websocket whose underlying TCP connection the test can write to directly.
+func dialRaw(t *testing.T, wsURL string) (*websocket.Conn, net.Conn) {
+	t.Helper()
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	conn, _, err := websocket.NewClient(nc, u, nil, 1024, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return conn, nc
+}
+
+// Several frames in one TCP write land in the read buffer together: the reader must serve
+// them all without waiting for more bytes from the socket.
+func TestPipelinedCommands(t *testing.T) {
+	_, wsURL := inlineHub(t, idleConfig())
+	conn, nc := dialRaw(t, wsURL)
+	var batch []byte
+	for _, r := range []string{"a", "b", "c"} {
+		batch = append(batch, clientFrame(`{"type":"subscribe","room":"`+r+`"}`)...)
+	}
+	if _, err := nc.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		wantFrame(t, conn, "subscribed", r)
+	}
+}
+
+// A command larger than the read buffer is read past it.
+func TestCommandLargerThanReadBuffer(t *testing.T) {
+	_, wsURL := inlineHub(t, idleConfig())
+	conn, nc := dialRaw(t, wsURL)
+	big := `{"type":"subscribe","room":"big","pad":"` + strings.Repeat("x", 3*readBufferSize) + `"}`
+	if _, err := nc.Write(append(clientFrame(big), clientFrame(`{"type":"subscribe","room":"after"}`)...)); err != nil {
+		t.Fatal(err)
+	}
+	wantFrame(t, conn, "subscribed", "big")
+	wantFrame(t, conn, "subscribed", "after")
+}
+
+// An idle client gets pings from a timer-started writer, and a client that stops
+// answering them is dropped after PongTimeout.
+func TestIdlePingsAndPongTimeout(t *testing.T) {
+	cfg := idleConfig()
+	cfg.PingInterval, cfg.PongTimeout = 50*time.Millisecond, 300*time.Millisecond
+	_, wsURL := inlineHub(t, cfg)
+
+	// Answering (the default ping handler pongs while we read): pings keep coming and the
+	// connection outlives several pong timeouts.
+	conn := dialSubscribed(t, wsURL, "r")
+	pings := make(chan struct{}, 100)
+	conn.SetPingHandler(func(data string) error {
+		pings <- struct{}{}
+		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := conn.ReadMessage()
+		readErr <- err
+	}()
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < 20; n++ { // 20 pings ≈ 1 s ≈ 3 pong timeouts
+		select {
+		case <-pings:
+		case err := <-readErr:
+			t.Fatalf("connection ended after %d pings: %v", n, err)
+		case <-deadline:
+			t.Fatalf("only %d pings in 10 s", n)
+		}
+	}
+
+	// Silent (never reads, so never pongs): the server closes the connection.
+	_, nc := dialRaw(t, wsURL)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := nc.Read(buf); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("a client that never answered pings was not dropped")
+			}
+			break // closed by the server
+		}
+	}
+}
+
+// An idle connection holds one goroutine: the writer exists only while it has work.
+func TestIdleConnectionHoldsOneGoroutine(t *testing.T) {
+	h, wsURL := inlineHub(t, idleConfig())
+	const n = 50
+	base := runtime.NumGoroutine()
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		conns[i] = dialSubscribed(t, wsURL, "r") // the subscribed frame started each writer once
+	}
+	want := base + n + 2 // the readers, and slack for the test server's own goroutines
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines for %d idle connections (base %d), want at most %d", runtime.NumGoroutine(), n, base, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And they still work: a message reaches every one of them.
+	publishRange(h, "r", 1, 1, "hello")
+	for _, c := range conns {
+		expectSeqs(t, c, 1, 1, "hello")
+	}
+}
