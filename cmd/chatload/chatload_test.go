@@ -14,6 +14,7 @@ import (
 
 	"github.com/chatrt/chat/pkg/chattest"
 	apiapp "github.com/chatrt/chat/services/api/app"
+	persisterapp "github.com/chatrt/chat/services/persister/app"
 	pusherapp "github.com/chatrt/chat/services/pusher/app"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,20 +28,23 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// startChat runs the api and a pusher in this process on one httptest server, like the
-// all-in-one does (/ws → pusher, the rest → api), on test NATS and MongoDB servers.
+// startChat runs the api, a persister and a pusher in this process on one httptest server
+// and one metrics registry, like the all-in-one does (/ws → pusher, the rest → api), on
+// test NATS and MongoDB servers.
 func startChat(t *testing.T) string {
 	t.Helper()
 	nc, _ := chattest.StartNATS(t).Connect(t)
 	mc := chattest.StartMongo(t).Connect(t)
 	var acfg apiapp.Config
 	var pcfg pusherapp.Config
-	for _, c := range []any{&acfg, &pcfg} {
+	var scfg persisterapp.Config
+	for _, c := range []any{&acfg, &pcfg, &scfg} {
 		if err := envconfig.Process("chatload_test_unset", c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	acfg.RateLimit = 0
+	scfg.PendingInterval = 100 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
@@ -52,18 +56,24 @@ func startChat(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	persister, err := persisterapp.New(ctx, scfg, persisterapp.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", pusher.Handler())
 	mux.Handle("/", api.Handler())
 	srv := httptest.NewServer(mux)
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { _ = api.Run(ctx); done <- struct{}{} }()
 	go func() { _ = pusher.Run(ctx); done <- struct{}{} }()
+	go func() { _ = persister.Run(ctx); done <- struct{}{} }()
 	t.Cleanup(func() {
 		cancel()
 		srv.Close()
-		<-done
-		<-done
+		for range 3 {
+			<-done
+		}
 	})
 	return srv.URL
 }

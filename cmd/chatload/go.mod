@@ -5,10 +5,13 @@ go 1.26.0
 require (
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/chatrt/chat/services/api v0.0.0
+	github.com/chatrt/chat/services/persister v0.0.0
 	github.com/chatrt/chat/services/pusher v0.0.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/prometheus/client_golang v1.22.0
+	github.com/prometheus/client_model v0.6.2
+	github.com/prometheus/common v0.64.0
 )
 
 require (
@@ -48,8 +51,6 @@ require (
 	github.com/ncruces/go-strftime v0.1.9 // indirect
 	github.com/oklog/ulid/v2 v2.1.2 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
-	github.com/prometheus/client_model v0.6.2 // indirect
-	github.com/prometheus/common v0.64.0 // indirect
 	github.com/prometheus/procfs v0.15.1 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/xdg-go/scram v1.4.0 // indirect
@@ -90,3 +91,5 @@ replace github.com/chatrt/chat/pkg => ../../pkg
 replace github.com/chatrt/chat/services/api => ../../services/api
 
 replace github.com/chatrt/chat/services/pusher => ../../services/pusher
+
+replace github.com/chatrt/chat/services/persister => ../../services/persister

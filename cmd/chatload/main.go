@@ -43,6 +43,7 @@ type config struct {
 	Idle           bool          `json:"idle"`
 	Settle         time.Duration `json:"settle"`
 	PersistSample  float64       `json:"persist_sample"`
+	Metrics        []string      `json:"metrics,omitempty"`
 
 	// child only: this process holds the subscribers with global index in [SubFrom, SubTo).
 	SubFrom int `json:"sub_from"`
@@ -106,7 +107,7 @@ func splitList(s string) []string {
 
 func parseFlags(args []string) (config, error) {
 	var cfg config
-	var ws, src string
+	var ws, src, metrics string
 	var pids intList
 	fs := flag.NewFlagSet("chatload", flag.ContinueOnError)
 	fs.StringVar(&cfg.API, "api", "http://127.0.0.1:8080", "base URL of the api (POST /rooms/{room}/messages)")
@@ -128,14 +129,15 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.JSON, "json", "", "write the JSON report to this file (- for stdout)")
 	fs.BoolVar(&cfg.Idle, "idle", false, "connect the subscribers, post nothing, and measure server RSS per connection")
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "-idle: wait this long after connecting before reading RSS")
-	fs.Float64Var(&cfg.PersistSample, "persist-sample", 0, "acknowledged posts per second whose arrival in history (GET after=seq-1, every 20 ms, at most 4 in flight) is polled to measure persister lag (0: off)")
+	fs.Float64Var(&cfg.PersistSample, "persist-sample", 0, "acknowledged posts per second whose arrival in history (GET after=seq-1, every 20 ms, at most 4 in flight) is polled to measure persister lag (0: off); on FerretDB the polls are expensive and distort the result: prefer -metrics")
+	fs.StringVar(&metrics, "metrics", "", "Prometheus endpoint(s) of the persister(s), comma-separated (e.g. http://127.0.0.1:8080/metrics on the all-in-one, :8082/metrics for a persister): persister lag (chat_persister_lag_seconds) of the messages stored from the window's start to the end of the drain, and the consumer's pending count sampled every 250 ms")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg.WS, cfg.SrcIPs, cfg.ServerPIDs = splitList(ws), splitList(src), pids
+	cfg.WS, cfg.SrcIPs, cfg.ServerPIDs, cfg.Metrics = splitList(ws), splitList(src), pids, splitList(metrics)
 	return cfg, cfg.validate()
 }
 
@@ -150,9 +152,15 @@ func (c *config) validate() error {
 	case c.Procs > c.Subs && c.Subs > 0:
 		return errors.New("-procs: more processes than subscribers")
 	}
-	for _, u := range append([]string{c.API}, c.WS...) {
+	targets := append(append([]string{c.API}, c.WS...), c.Metrics...)
+	for _, u := range targets {
 		if _, err := url.Parse(u); err != nil {
 			return fmt.Errorf("bad URL %q: %w", u, err)
+		}
+	}
+	for _, u := range c.Metrics {
+		if pu, _ := url.Parse(u); pu.Scheme != "http" && pu.Scheme != "https" {
+			return fmt.Errorf("-metrics: %s is not an http(s) URL", u)
 		}
 	}
 	for _, ip := range c.SrcIPs {
@@ -160,7 +168,7 @@ func (c *config) validate() error {
 			return fmt.Errorf("-src-ips: %s is not a loopback address (loopback only)", ip)
 		}
 	}
-	for _, u := range append([]string{c.API}, c.WS...) {
+	for _, u := range targets {
 		pu, _ := url.Parse(u)
 		if h := pu.Hostname(); h != "localhost" && !strings.HasPrefix(h, "127.") && h != "::1" {
 			return fmt.Errorf("%s: loopback targets only", u)

@@ -30,6 +30,9 @@ type report struct {
 		PersistMissing uint64         `json:"persist_missing"`
 	} `json:"posts"`
 
+	// Persister is read from the services' own metrics (-metrics).
+	Persister *metricsResult `json:"persister,omitempty"`
+
 	Deliveries struct {
 		Subscribers   int            `json:"subscribers"`
 		ConnectFailed int            `json:"connect_failed"`
@@ -139,6 +142,16 @@ func (r *report) writeSummary(w io.Writer) {
 			fmt.Fprintf(w, "  persist lag   %d samples: p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d not seen within 10 s\n",
 				p.PersistLag.Count, p.PersistLag.P50, p.PersistLag.P99, p.PersistLag.Max, p.PersistMissing)
 		}
+	}
+	if m := r.Persister; m != nil {
+		drained := "drained"
+		if !m.Drained {
+			drained = "NOT drained"
+		}
+		fmt.Fprintf(w, "  persister     %d stored from window start to drain (%s %.1f s after publishing); lag p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, mean %.1f ms (bucket resolution, interpolated)\n",
+			m.Stored, drained, m.DrainSeconds, m.LagP50, m.LagP90, m.LagP99, m.LagMean)
+		fmt.Fprintf(w, "  persister     %d inserts of %.0f messages on average, insert mean %.1f ms, p99 %.1f ms; consumer pending max %.0f, last %.0f (%d samples), ack pending max %.0f\n",
+			m.Inserts, m.BatchMean, m.WriteMean, m.WriteP99, m.PendingMax, m.PendingLast, m.PendingSamples, m.AckPendingMax)
 	}
 	if c.Subs > 0 && !c.Idle {
 		fmt.Fprintf(w, "  deliveries    %.0f/s (%d in window, %d total of %d expected)\n", d.PerSec, d.Window, d.Total, d.Expected)

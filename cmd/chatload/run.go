@@ -87,8 +87,21 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		srv.CPUSeconds, srv.SysSeconds, srv.RSSEnd = s1.CPUSeconds-s0.CPUSeconds, s1.SysSeconds-s0.SysSeconds, s1.RSSBytes
 		rep.Tool.CPUSecondsWindow = t1 - t0
 	}()
+	var mw *metricsWatch
+	watched := make(chan struct{})
+	if len(cfg.Metrics) > 0 {
+		mw = &metricsWatch{s: newScraper(cfg.Metrics)}
+		go func() {
+			defer close(watched)
+			mw.window(ctx, from, to)
+		}()
+	} else {
+		close(watched)
+	}
 	pub.run(ctx, start, from.UnixNano(), to.UnixNano())
+	pubEnd := time.Now()
 	<-sampled
+	<-watched
 	if h != nil {
 		res, err := h.finish(pub.expected(), cfg.Drain)
 		if err != nil {
@@ -96,7 +109,15 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		}
 		subs.merge(res)
 	}
-	rep.finish(&cfg, subs, pub.result())
+	pr := pub.result()
+	rep.finish(&cfg, subs, pr)
+	if mw != nil {
+		res, err := mw.drain(ctx, pubEnd, cfg.Drain, pr.WindowAcked)
+		if err != nil {
+			rep.Errors = append(rep.Errors, "metrics: "+err.Error())
+		}
+		rep.Persister = &res
+	}
 	if ctx.Err() != nil {
 		return rep, errors.New("run interrupted or over its time limit")
 	}

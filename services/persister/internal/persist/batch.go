@@ -92,6 +92,13 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 	}()
 	werr := p.write(ctx, valid)
+	if werr == nil {
+		// Lag per stored message: JetStream's storage time to the insert completing.
+		now := time.Now()
+		for _, i := range validIdx {
+			p.met.lagSeconds.Observe(now.Sub(items[i].stored.Time).Seconds())
+		}
+	}
 	<-dlDone
 	for _, i := range validIdx {
 		items[i].err = werr
