@@ -50,8 +50,8 @@ type Config struct {
 	// AllowedOrigins are browser Origins allowed besides the same origin ("*": any).
 	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
 	// FlushInterval is the least time between two writes to one client; frames arriving
-	// meanwhile go out together (0: 2ms; negative: every frame at once).
-	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"2ms"`
+	// meanwhile go out together (0: 5ms; negative: every frame at once).
+	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"5ms"`
 	// StreamWatch is how often the node checks whether the stream was recreated.
 	StreamWatch time.Duration `envconfig:"STREAM_WATCH" default:"2s"`
 

@@ -84,7 +84,7 @@ func TestInlineDeliveryAfterIdle(t *testing.T) {
 // it reads again it gets every frame intact, in order, exactly once.
 func TestDeliveryPartialWritesInOrder(t *testing.T) {
 	h, url := inlineHub(t, Config{Window: 64, QueueSize: 4096, ReplayBatch: 16, PingInterval: time.Hour,
-		PongTimeout: time.Hour, WriteTimeout: 10 * time.Second, MaxSubs: 4})
+		PongTimeout: time.Hour, WriteTimeout: 10 * time.Second, MaxSubs: 4, FlushInterval: 2 * time.Millisecond})
 	conn := dialSubscribed(t, url, "slow")
 	text := strings.Repeat("x", 3000) // 600 frames of ~3 KB: far more than the socket buffers hold
 	for seq := uint64(1); seq <= 600; seq++ {
@@ -100,7 +100,7 @@ func TestDeliveryPartialWritesInOrder(t *testing.T) {
 // non-blocking writes, a busy one (within the flush interval) through the queue.
 func TestDeliveryMixedPaths(t *testing.T) {
 	h, url := inlineHub(t, Config{Window: 64, QueueSize: 4096, ReplayBatch: 16, PingInterval: time.Hour,
-		PongTimeout: time.Hour, WriteTimeout: 10 * time.Second, MaxSubs: 4})
+		PongTimeout: time.Hour, WriteTimeout: 10 * time.Second, MaxSubs: 4, FlushInterval: 2 * time.Millisecond})
 	a, b := dialSubscribed(t, url, "mixed"), dialSubscribed(t, url, "mixed")
 	for seq := uint64(1); seq <= 300; seq++ {
 		publishRange(h, "mixed", seq, seq, "m")
