@@ -62,6 +62,9 @@ type report struct {
 		RSSConnected       int64   `json:"rss_connected_bytes"`
 		RSSEnd             int64   `json:"rss_end_bytes"`
 		RSSPerConn         float64 `json:"rss_per_connection_bytes"` // (connected - before) / connections
+		// -idle: (end - before) / connections, after holding the idle sockets for -duration
+		// (the runtime has returned the handshakes' garbage to the OS by then).
+		RSSPerConnHeld float64 `json:"rss_per_connection_held_bytes,omitempty"`
 	} `json:"server"`
 
 	Tool struct {
@@ -102,6 +105,9 @@ func (r *report) finish(cfg *config, s subResult, p pubResult) {
 		}
 		if s.Connected > 0 {
 			sv.RSSPerConn = float64(sv.RSSConnected-sv.RSSBefore) / float64(s.Connected)
+			if cfg.Idle {
+				sv.RSSPerConnHeld = float64(sv.RSSEnd-sv.RSSBefore) / float64(s.Connected)
+			}
 		}
 	}
 }
@@ -169,6 +175,9 @@ func (r *report) writeSummary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\n  server rss    before %.1f MiB, connected %.1f MiB, end %.1f MiB; %.0f bytes (%.2f KiB) per connection\n",
 			mib(s.RSSBefore), mib(s.RSSConnected), mib(s.RSSEnd), s.RSSPerConn, s.RSSPerConn/1024)
+		if s.RSSPerConnHeld > 0 {
+			fmt.Fprintf(w, "  held idle     %.0f bytes (%.2f KiB) per connection at the end of the hold\n", s.RSSPerConnHeld, s.RSSPerConnHeld/1024)
+		}
 	}
 	fmt.Fprintf(w, "  load tool     %.2f cpu-s in window (this process), children %.2f cpu-s in total\n", r.Tool.CPUSecondsWindow, r.Tool.ChildrenCPUSeconds)
 	for _, e := range r.Errors {

@@ -32,7 +32,7 @@ type Client struct {
 	spare     []*websocket.PreparedMessage
 	closeCode int
 	closeText string
-	writing   bool      // the writer or an inline delivery is writing to the connection
+	writing   bool      // the writer is writing or waiting out the flush interval: no inline writes
 	flushing  bool      // a writer goroutine runs
 	readEnded bool      // the reader goroutine ended (readDone is closed)
 	ended     bool      // the connection is closed (done is closed)
@@ -89,6 +89,10 @@ func (c *Client) subIndex(room string) int {
 func (c *Client) enqueue(pms ...*websocket.PreparedMessage) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.enqueueLocked(pms...)
+}
+
+func (c *Client) enqueueLocked(pms ...*websocket.PreparedMessage) bool {
 	if c.closeCode != 0 {
 		return false
 	}
@@ -107,34 +111,29 @@ func (c *Client) enqueue(pms ...*websocket.PreparedMessage) bool {
 // written, and no write within the flush interval, gets f with one non-blocking write: no
 // writer goroutine to start, which is most of the cost of a delivery to a quiet client.
 // The rest (busy, slow, or a socket buffer full) goes through the queue and the writer.
+// The non-blocking write happens under mu: it cannot wait, and the writer, which checks
+// for work under mu, then never sees a half-done delivery.
 func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !direct || c.writing || len(c.queue) > 0 || c.closeCode != 0 || now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
-		c.mu.Unlock()
-		c.enqueue(f.pm)
+		c.enqueueLocked(f.pm)
 		return false
 	}
-	c.writing = true
-	c.mu.Unlock()
 	n := c.bc.tryWrite(f.raw)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.writing = false
-	work := len(c.queue) > 0 || c.closeCode != 0 || c.readEnded || c.pingDue.Load()
 	switch {
+	case n == len(f.raw):
+		c.lastWrite = now
+		if c.pingDue.Load() || c.readEnded {
+			c.startWriterLocked()
+		}
 	case n > 0:
 		c.lastWrite = now
-		work = work || n < len(f.raw) // the writer sends the tail
-	case c.closeCode == 0:
+		c.startWriterLocked() // the writer sends the tail
+	default:
 		// Nothing written (socket buffer full, or the connection broke: the writer's flush
-		// then fails and closes it): f goes first, before whatever was queued meanwhile.
-		c.queue = append(c.queue, nil)
-		copy(c.queue[1:], c.queue)
-		c.queue[0] = f.pm
-		work = true
-	}
-	if work {
-		c.startWriterLocked()
+		// then fails and closes it): the writer sends f.
+		c.enqueueLocked(f.pm)
 	}
 	return n > 0
 }
@@ -173,19 +172,13 @@ func (c *Client) readerEnded() {
 }
 
 // writeLoop is the only writer of queued frames. It runs while there is something to
-// write and returns one flush interval after there is not (or when an inline delivery is
-// writing: that one starts a writer again when done). It ends the connection after a write error, a
-// requested close or the end of the reader.
+// write and returns one flush interval after there is not. It ends the connection after
+// a write error, a requested close or the end of the reader.
 func (c *Client) writeLoop() {
 	gap := c.hub.cfg.flushInterval()
 	idle := false // the previous pass found nothing to write
 	for {
 		c.mu.Lock()
-		if c.writing {
-			c.flushing = false
-			c.mu.Unlock()
-			return // an inline delivery is writing; it starts us again when needed
-		}
 		if c.readEnded {
 			// The reader is gone; a close asked for just before still goes out, so the
 			// peer learns why (e.g. 1008 after a binary frame), not just a dropped socket.

@@ -16,23 +16,28 @@ import (
 // with the batch flush, so frames never interleave.
 type batchConn struct {
 	net.Conn
-	raw      syscall.RawConn // nil: no non-blocking writes (not a socket)
+	raw      syscall.RawConn // nil: not a socket (no waitReadable, no tryWrite)
+	fd       int             // the socket's descriptor for tryWrite; -1 when unknown
 	mu       sync.Mutex
+	closed   bool // Close was called: fd may belong to another file now
 	batching bool
 	bufp     *[]byte   // from batchBufs while a batch is open
 	deadline time.Time // the write deadline last set on Conn
 	tail     []byte    // the unwritten end of a frame a non-blocking write began
 	werr     error     // a non-blocking write failed: the connection is broken
 
-	// tryWrite's syscall: rawWrite is made once so that a write allocates nothing.
-	rawWrite func(fd uintptr) bool
-	rawP     []byte
-	rawN     int
-	rawErr   error
-
 	br       *bufio.Reader         // the websocket library's read buffer (see hijacker)
 	readable func(fd uintptr) bool // waitReadable's check, made once
 	peekBuf  [1]byte
+}
+
+// Close closes the connection. Under mu, so that tryWrite never writes to a descriptor
+// that was closed (and perhaps reused) meanwhile.
+func (c *batchConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // waitReadable parks the calling goroutine until there is something to read: bytes in the
@@ -55,29 +60,18 @@ func (c *batchConn) waitReadable() {
 func (c *batchConn) tryWrite(p []byte) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.raw == nil || c.batching || len(c.tail) > 0 || c.werr != nil {
+	if c.fd < 0 || c.closed || c.batching || len(c.tail) > 0 || c.werr != nil {
 		return 0
 	}
-	if !c.deadline.IsZero() {
-		// A non-blocking write needs no deadline, and an expired one would fail it.
-		if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
-			c.werr = err
-			return 0
-		}
-		c.deadline = time.Time{}
-	}
-	c.rawP = p
-	err := c.raw.Write(c.rawWrite)
-	n, errno := c.rawN, c.rawErr
-	c.rawP, c.rawErr = nil, nil
-	if err != nil {
-		errno = err
-	}
+	// Straight to the descriptor, past the netpoller's bookkeeping (its write lock,
+	// deadline and readiness checks): Go keeps sockets non-blocking, every write to this
+	// connection is serialized by mu, and Close takes mu, so fd is this socket throughout.
+	n, err := syscall.Write(c.fd, p)
 	switch {
-	case errno == syscall.EAGAIN || errno == syscall.EINTR || (errno == nil && n <= 0):
+	case err == syscall.EAGAIN || err == syscall.EINTR || (err == nil && n <= 0):
 		return 0
-	case errno != nil:
-		c.werr = errno
+	case err != nil:
+		c.werr = err
 		return 0
 	case n < len(p):
 		c.tail = append(c.tail[:0], p[n:]...)
@@ -180,15 +174,12 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	bc := &batchConn{Conn: conn}
+	bc := &batchConn{Conn: conn, fd: -1}
 	h.conn = bc
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			bc.raw = raw
-			bc.rawWrite = func(fd uintptr) bool {
-				bc.rawN, bc.rawErr = syscall.Write(int(fd), bc.rawP)
-				return true // never wait for writability: the caller queues instead
-			}
+			_ = raw.Control(func(fd uintptr) { bc.fd = int(fd) })
 			bc.readable = func(fd uintptr) bool {
 				for {
 					_, _, err := syscall.Recvfrom(int(fd), bc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
