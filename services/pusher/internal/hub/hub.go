@@ -165,7 +165,7 @@ func (h *Hub) Publish(m *chat.Message) {
 	inline := 0
 	r.mu.Lock()
 	r.add(f, h.cfg.Window)
-	for s := range r.subs {
+	for _, s := range r.subs {
 		if s.live && f.seq > s.lastSent {
 			s.lastSent = f.seq
 			if s.c.deliver(f, now, direct) {

@@ -21,6 +21,7 @@ type sub struct {
 	cancel context.CancelFunc // stops a backlog replay; nil when there is none
 
 	// guarded by room.mu once registered in room.subs
+	idx      int // index in room.subs; -1 when not registered
 	live     bool
 	lastSent uint64
 }
@@ -41,7 +42,7 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 		return errTooManySubs
 	}
 	r := h.room(name)
-	s := &sub{c: c, room: r}
+	s := &sub{c: c, room: r, idx: -1}
 	c.subs = append(c.subs, s)
 	c.mu.Unlock()
 	h.metrics.subscriptions.Inc()
@@ -62,7 +63,7 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 	if !c.enqueue(subscribedFrame(name, h.head.Load(), h.epoch.Load().(string))) {
 		return nil // closing
 	}
-	r.subs[s] = struct{}{}
+	r.addSub(s)
 	switch {
 	case since == nil:
 		s.live, s.lastSent = true, r.last
@@ -94,7 +95,7 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 // unsubscribe removes s from its room and stops its replay.
 func (h *Hub) unsubscribe(s *sub) {
 	s.room.mu.Lock()
-	delete(s.room.subs, s)
+	s.room.removeSub(s)
 	cancel := s.cancel
 	s.room.mu.Unlock()
 	if cancel != nil {

@@ -49,7 +49,7 @@ type room struct {
 	name string
 
 	mu   sync.Mutex
-	subs map[*sub]struct{}
+	subs []*sub   // in no particular order; sub.idx is each one's index
 	ring []*frame // circular once it holds window frames
 	head int      // index of the oldest frame
 	// floor: every message of the room with seq > floor is in the ring (or not yet seen
@@ -60,7 +60,28 @@ type room struct {
 }
 
 func newRoom(name string, floor uint64, window int) *room {
-	return &room{name: name, subs: make(map[*sub]struct{}), ring: make([]*frame, 0, min(window, 16)), floor: floor, last: floor}
+	return &room{name: name, ring: make([]*frame, 0, min(window, 16)), floor: floor, last: floor}
+}
+
+// addSub registers s. Caller holds mu.
+func (r *room) addSub(s *sub) {
+	s.idx = len(r.subs)
+	r.subs = append(r.subs, s)
+}
+
+// removeSub unregisters s, if registered, by moving the last one into its place. Caller
+// holds mu.
+func (r *room) removeSub(s *sub) {
+	i := s.idx
+	if i < 0 || i >= len(r.subs) || r.subs[i] != s {
+		return
+	}
+	last := len(r.subs) - 1
+	r.subs[i] = r.subs[last]
+	r.subs[i].idx = i
+	r.subs[last] = nil
+	r.subs = r.subs[:last]
+	s.idx = -1
 }
 
 // add appends f (seqs arrive in increasing order), dropping the oldest frame once the ring
