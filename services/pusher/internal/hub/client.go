@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,8 +52,14 @@ func newClient(h *Hub, conn *websocket.Conn, bc *batchConn) *Client {
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	// The first ping comes after a random half to whole interval, so that clients that
+	// connected together (after a restart, say) are not all pinged at the same instant.
+	first := h.cfg.PingInterval
+	if half := first / 2; half > 0 {
+		first = half + rand.N(half)
+	}
 	c.mu.Lock() // the timer's writer reads c.ping: set it before the timer can take mu
-	c.ping = time.AfterFunc(h.cfg.PingInterval, func() {
+	c.ping = time.AfterFunc(first, func() {
 		c.pingDue.Store(true)
 		c.mu.Lock()
 		c.startWriterLocked()

@@ -16,7 +16,7 @@ import (
 // with the batch flush, so frames never interleave.
 type batchConn struct {
 	net.Conn
-	raw      syscall.RawConn // nil: not a socket (no waitReadable, no tryWrite)
+	raw      syscall.RawConn // nil: not a socket (no awaitMessage, no tryWrite)
 	fd       int             // the socket's descriptor for tryWrite; -1 when unknown
 	mu       sync.Mutex
 	closed   bool // Close was called: fd may belong to another file now
@@ -27,7 +27,7 @@ type batchConn struct {
 	werr     error     // a non-blocking write failed: the connection is broken
 
 	br       *bufio.Reader         // the websocket library's read buffer (see hijacker)
-	readable func(fd uintptr) bool // waitReadable's check, made once
+	readable func(fd uintptr) bool // awaitMessage's socket check, made once
 	peekBuf  [1]byte
 }
 
@@ -40,16 +40,57 @@ func (c *batchConn) Close() error {
 	return c.Conn.Close()
 }
 
-// waitReadable parks the calling goroutine until there is something to read: bytes in the
-// read buffer or the socket, the end of the stream, an error, the read deadline or a
-// close. It parks a few calls deep, so that the reader of an idle connection holds only a
-// small stack (the runtime shrinks the stack a deeper read grew while it is parked
-// here); the read that follows reports whatever ended the wait.
-func (c *batchConn) waitReadable() {
-	if c.raw == nil || (c.br != nil && c.br.Buffered() > 0) {
+// awaitMessage waits, a few calls deep, until the read buffer holds the start of a frame
+// other than a pong, or the socket failed; the websocket library then reads the message.
+// Whole pong frames are consumed here, calling onPong for each. A pong is all an idle
+// connection receives (one per ping): handed to the library, it would take the reader
+// into the library's read path and park it there, deep, waiting for the next frame, on a
+// stack grown past the 2 KiB minimum. Parked here instead, the reader keeps a small stack
+// (the runtime shrinks one that a command grew). Anything unusual (a pong that breaks
+// the protocol, a read error, end of stream) is left to the library to report.
+func (c *batchConn) awaitMessage(onPong func()) {
+	if c.raw == nil || c.br == nil {
 		return
 	}
-	_ = c.raw.Read(c.readable)
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		n := pongLen(buf)
+		if n > 0 {
+			_, _ = c.br.Discard(n)
+			onPong()
+			continue
+		}
+		if n < 0 {
+			return // a frame for the library
+		}
+		// Empty, or the start of what may be a pong: wait for the socket, then read what
+		// it has (the wait returned, so this read does not block).
+		_ = c.raw.Read(c.readable)
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			return
+		}
+	}
+}
+
+// pongLen is the length of the client pong frame at the start of b: > 0 a whole frame, 0
+// possibly a pong but incomplete (or b empty), < 0 something else, or a pong the library
+// must reject (unmasked, fragmented, reserved bits, too long).
+func pongLen(b []byte) int {
+	switch {
+	case len(b) == 0:
+		return 0
+	case b[0] != 0x8a: // FIN, no reserved bits, opcode 10 (pong)
+		return -1
+	case len(b) < 2:
+		return 0
+	case b[1]&0x80 == 0 || b[1]&0x7f > 125: // client frames are masked; control payloads <= 125
+		return -1
+	}
+	n := 2 + 4 + int(b[1]&0x7f)
+	if len(b) < n {
+		return 0
+	}
+	return n
 }
 
 // tryWrite writes p with one non-blocking write, when nothing else is buffered or pending
@@ -194,7 +235,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return bc, brw, nil // the upgrader refuses a client that sent data too early
 	}
 	// The library reuses a hijacked read buffer larger than 256 bytes (with
-	// Upgrader.ReadBufferSize 0): hand it a small one of ours, so that waitReadable sees
+	// Upgrader.ReadBufferSize 0): hand it a small one of ours, so that awaitMessage sees
 	// what it holds; net/http's 4 KiB one is dropped.
 	bc.br = bufio.NewReaderSize(bc, readBufferSize)
 	return bc, bufio.NewReadWriter(bc.br, brw.Writer), nil

@@ -24,9 +24,12 @@ func idleConfig() Config {
 }
 
 // clientFrame is a masked client text frame (mask key 0, so the payload reads as is).
-func clientFrame(payload string) []byte {
+func clientFrame(payload string) []byte { return clientFrameOp(0x81, payload) }
+
+// clientFrameOp is a masked client frame with first byte b0 (FIN, RSV, opcode).
+func clientFrameOp(b0 byte, payload string) []byte {
 	var b bytes.Buffer
-	b.WriteByte(0x81)
+	b.WriteByte(b0)
 	switch n := len(payload); {
 	case n < 126:
 		b.WriteByte(0x80 | byte(n))
@@ -155,4 +158,73 @@ func TestIdleConnectionHoldsOneGoroutine(t *testing.T) {
 	for _, c := range conns {
 		expectSeqs(t, c, 1, 1, "hello")
 	}
+}
+
+func TestPongLen(t *testing.T) {
+	pong := clientFrameOp(0x8a, "abc") // 2 + 4 + 3 bytes
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want int
+	}{
+		{"empty", nil, 0},
+		{"first byte", pong[:1], 0},
+		{"header", pong[:2], 0},
+		{"all but one", pong[:len(pong)-1], 0},
+		{"whole", pong, len(pong)},
+		{"whole and more", append(append([]byte{}, pong...), clientFrame("x")...), len(pong)},
+		{"empty pong", clientFrameOp(0x8a, ""), 6},
+		{"text", clientFrame("{}"), -1},
+		{"ping", clientFrameOp(0x89, ""), -1},
+		{"close", clientFrameOp(0x88, ""), -1},
+		{"pong without FIN", clientFrameOp(0x0a, ""), -1},
+		{"pong with RSV1", clientFrameOp(0xca, ""), -1},
+		{"unmasked pong", []byte{0x8a, 0x00}, -1},
+		{"pong with a 16-bit length", []byte{0x8a, 0x80 | 126, 0, 200}, -1},
+	} {
+		if got := pongLen(tc.b); got != tc.want {
+			t.Errorf("%s: pongLen = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Pongs, whole, split over writes or between commands, are consumed without disturbing the
+// commands around them, and they keep a quiet connection alive (they extend the read
+// deadline); a pong that breaks the protocol closes the connection with 1002.
+func TestPongsBetweenCommands(t *testing.T) {
+	cfg := idleConfig()
+	cfg.PongTimeout = 400 * time.Millisecond
+	_, wsURL := inlineHub(t, cfg)
+	conn, nc := dialRaw(t, wsURL)
+	write := func(b []byte) {
+		t.Helper()
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pong := clientFrameOp(0x8a, "keepalive")
+	var b []byte
+	b = append(b, pong...)
+	b = append(b, clientFrame(`{"type":"subscribe","room":"a"}`)...)
+	b = append(b, pong...)
+	b = append(b, pong...)
+	b = append(b, clientFrame(`{"type":"subscribe","room":"b"}`)...)
+	write(b)
+	wantFrame(t, conn, "subscribed", "a")
+	wantFrame(t, conn, "subscribed", "b")
+
+	// Unsolicited pongs, each split in two writes, for three pong timeouts: the
+	// connection stays open, and a command after them is served.
+	for end := time.Now().Add(3 * cfg.PongTimeout); time.Now().Before(end); {
+		write(pong[:3])
+		time.Sleep(20 * time.Millisecond)
+		write(pong[3:])
+		time.Sleep(80 * time.Millisecond)
+	}
+	write(clientFrame(`{"type":"subscribe","room":"c"}`))
+	wantFrame(t, conn, "subscribed", "c")
+
+	// An unmasked pong is a protocol error the library reports.
+	write([]byte{0x8a, 0x00})
+	wantClose(t, conn, websocket.CloseProtocolError)
 }

@@ -186,14 +186,16 @@ func (h *Hub) readLoop(c *Client, sess *session) {
 		return time.Now().Add(h.cfg.PongTimeout)
 	}
 	_ = conn.SetReadDeadline(deadline())
-	conn.SetPongHandler(func(string) error {
+	pong := func(string) error {
 		if sess != nil && sess.needAuth {
 			return nil // pongs do not extend the time to authenticate
 		}
 		return conn.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
-	})
+	}
+	conn.SetPongHandler(pong)
+	onPong := func() { _ = pong("") }
 	for {
-		c.bc.waitReadable()
+		c.bc.awaitMessage(onPong)
 		typ, data, err := conn.ReadMessage()
 		if err != nil {
 			if sess != nil && sess.needAuth {
