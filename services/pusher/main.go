@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -27,6 +28,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", "pusher")
+	// The pusher's heap is mostly long-lived per-connection state, and it allocates little
+	// per delivery: half of Go's default GC headroom costs next to no CPU here and saves
+	// about a fifth of what an idle connection costs (README, Performance). GOGC wins.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(50)
+	}
 	var cfg app.Config
 	if err := envconfig.Process("chat", &cfg); err != nil {
 		log.Error("config", "error", err)

@@ -35,22 +35,21 @@ type Client struct {
 	closeText string
 	writing   bool      // the writer is writing or waiting out the flush interval: no inline writes
 	flushing  bool      // a writer goroutine runs
-	readEnded bool      // the reader goroutine ended (readDone is closed)
+	readEnded bool      // the reader goroutine ended
 	ended     bool      // the connection is closed (done is closed)
 	lastWrite time.Time // when frames last went out
 	pingDue   atomic.Bool
 	subs      []*sub // a few at most (MaxSubs); changed by the connection's own goroutines under mu
 
 	drained  chan struct{} // made by the first waitRoom: the writer wrote a batch
-	readDone chan struct{} // the reader goroutine ended
+	readDone chan struct{} // made by a closing writer that waits for the reader's end
 	done     chan struct{} // the connection is closed
 }
 
 func newClient(h *Hub, conn *websocket.Conn, bc *batchConn) *Client {
 	c := &Client{
 		hub: h, conn: conn, bc: bc,
-		readDone: make(chan struct{}),
-		done:     make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	// The first ping comes after a random half to whole interval, so that clients that
 	// connected together (after a restart, say) are not all pinged at the same instant.
@@ -171,11 +170,26 @@ func (c *Client) closeLocked(code int, text string) {
 // readerEnded records the end of the reader goroutine; the writer then closes the
 // connection.
 func (c *Client) readerEnded() {
-	close(c.readDone)
 	c.mu.Lock()
 	c.readEnded = true
+	if c.readDone != nil {
+		close(c.readDone)
+	}
 	c.startWriterLocked()
 	c.mu.Unlock()
+}
+
+// readerDone returns a channel closed once the reader goroutine has ended.
+func (c *Client) readerDone() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.readDone == nil {
+		c.readDone = make(chan struct{})
+		if c.readEnded {
+			close(c.readDone)
+		}
+	}
+	return c.readDone
 }
 
 // writeLoop is the only writer of queued frames. It runs while there is something to
@@ -232,7 +246,7 @@ func (c *Client) writeLoop() {
 			// Give the peer a moment to answer the close so it reads our frame before the
 			// TCP connection goes away.
 			select {
-			case <-c.readDone:
+			case <-c.readerDone():
 			case <-time.After(time.Second):
 			}
 			c.end()

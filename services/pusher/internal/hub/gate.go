@@ -148,9 +148,6 @@ func (g *Gate) admit(w http.ResponseWriter, r *http.Request, room string, hasRoo
 			g.mu.Unlock()
 		})
 	}
-	if g.cfg.CommandRate > 0 {
-		s.limiter = rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst)
-	}
 	return s, release, true
 }
 
@@ -186,6 +183,11 @@ func (s *session) stop() {
 // allow applies the command rate limit: ok false refuses this command; closeNow asks to
 // close the connection (1008) because the client keeps flooding.
 func (s *session) allow() (ok, closeNow bool) {
+	if s != nil && s.limiter == nil && s.gate.cfg.CommandRate > 0 {
+		// Made at the first command (most connections send none): a new limiter is full,
+		// as one made at connect time would still be.
+		s.limiter = rate.NewLimiter(rate.Limit(s.gate.cfg.CommandRate), s.gate.cfg.CommandBurst)
+	}
 	if s == nil || s.limiter == nil || s.limiter.Allow() {
 		if s != nil {
 			s.strikes = 0
