@@ -209,14 +209,11 @@ func BenchmarkQueueDrain(b *testing.B) {
 	}
 	h.mu.Unlock()
 	msgs := benchMessages("drain", 1, strings.Repeat("x", 64))
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, msgs[0].AppendJSON(nil, "message"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	raw := messageFrame(&msgs[0])
 	flen := frameLen(&msgs[0])
-	batch := make([]*websocket.PreparedMessage, 64)
+	batch := make([][]byte, 64)
 	for i := range batch {
-		batch[i] = pm
+		batch[i] = raw
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -29,8 +29,8 @@ type Client struct {
 	ping *time.Timer // sets pingDue and starts the writer every PingInterval
 
 	mu        sync.Mutex
-	queue     []*websocket.PreparedMessage
-	spare     []*websocket.PreparedMessage
+	queue     [][]byte // complete server frames
+	spare     [][]byte
 	closeCode int
 	closeText string
 	writing   bool      // the writer is writing or waiting out the flush interval: no inline writes
@@ -92,22 +92,22 @@ func (c *Client) subIndex(room string) int {
 }
 
 // enqueue queues frames; false when the client is closing. A full queue evicts the client.
-func (c *Client) enqueue(pms ...*websocket.PreparedMessage) bool {
+func (c *Client) enqueue(frames ...[]byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.enqueueLocked(pms...)
+	return c.enqueueLocked(frames...)
 }
 
-func (c *Client) enqueueLocked(pms ...*websocket.PreparedMessage) bool {
+func (c *Client) enqueueLocked(frames ...[]byte) bool {
 	if c.closeCode != 0 {
 		return false
 	}
-	if len(c.queue)+len(pms) > c.hub.cfg.QueueSize {
+	if len(c.queue)+len(frames) > c.hub.cfg.QueueSize {
 		c.closeLocked(CloseTryAgainLater, "slow consumer")
 		c.hub.metrics.evictions.Inc()
 		return false
 	}
-	c.queue = append(c.queue, pms...)
+	c.queue = append(c.queue, frames...)
 	c.startWriterLocked()
 	return true
 }
@@ -123,7 +123,7 @@ func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !direct || c.writing || len(c.queue) > 0 || c.closeCode != 0 || now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
-		c.enqueueLocked(f.pm)
+		c.enqueueLocked(f.raw)
 		return false
 	}
 	n := c.bc.tryWrite(f.raw)
@@ -139,7 +139,7 @@ func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
 	default:
 		// Nothing written (socket buffer full, or the connection broke: the writer's flush
 		// then fails and closes it): the writer sends f.
-		c.enqueueLocked(f.pm)
+		c.enqueueLocked(f.raw)
 	}
 	return n > 0
 }
@@ -254,9 +254,7 @@ func (c *Client) writeLoop() {
 		}
 		now := time.Now()
 		c.bc.begin()
-		for _, pm := range batch {
-			_ = c.conn.WritePreparedMessage(pm) // buffered in bc; errors surface at flush
-		}
+		c.bc.add(batch)
 		if sendPing {
 			_ = c.conn.WriteControl(websocket.PingMessage, nil, now.Add(c.hub.cfg.WriteTimeout))
 			c.ping.Reset(c.hub.cfg.PingInterval)
@@ -284,7 +282,7 @@ func (c *Client) end() {
 }
 
 // giveBack ends a write: it keeps batch's array for the next swap unless it grew too big.
-func (c *Client) giveBack(batch []*websocket.PreparedMessage) {
+func (c *Client) giveBack(batch [][]byte) {
 	clear(batch)
 	c.mu.Lock()
 	c.writing = false

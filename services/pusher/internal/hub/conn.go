@@ -174,6 +174,15 @@ func (c *batchConn) begin() {
 	c.mu.Unlock()
 }
 
+// add appends complete frames to the open batch.
+func (c *batchConn) add(frames [][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range frames {
+		*c.bufp = append(*c.bufp, f...)
+	}
+}
+
 // flush closes the batch and writes it with one write, which may take timeout from now.
 // The buffer goes back to a pool, so an idle connection holds none. The deadline is moved
 // only when less than half of timeout is left of it: setting it costs a timer update, and

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -147,15 +146,7 @@ func (h *Hub) room(name string) *room {
 
 // Publish fans m out to its room. The feed calls it in stream order.
 func (h *Hub) Publish(m *chat.Message) {
-	// Encode once: the payload behind room for the largest frame header.
-	raw := m.AppendJSON(make([]byte, maxFrameHeader, maxFrameHeader+160+len(m.Name)+len(m.Message)), "message")
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, raw[maxFrameHeader:])
-	if err != nil {
-		h.log.Error("encode frame", "seq", m.Seq, "error", err)
-		h.Advance(m.Seq)
-		return
-	}
-	f := &frame{seq: m.Seq, pm: pm, raw: serverFrame(raw)}
+	f := &frame{seq: m.Seq, raw: messageFrame(m)} // encoded once for every client
 	r := h.room(m.Room)
 	now := time.Now()
 	// Writing straight to quiet clients is the cheapest delivery for sparse traffic, but it

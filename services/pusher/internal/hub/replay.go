@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/gorilla/websocket"
 )
 
 // sub is one client's subscription to one room. While it replays, live frames are not
@@ -76,11 +75,7 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 			s.lastSent = max(r.last, *since)
 		}
 		if frames := r.after(*since); len(frames) > 0 {
-			pms := make([]*websocket.PreparedMessage, len(frames))
-			for i, f := range frames {
-				pms[i] = f.pm
-			}
-			c.enqueue(pms...)
+			c.enqueue(frames...)
 		}
 	default:
 		h.metrics.replays.WithLabelValues("backlog").Inc()
@@ -112,12 +107,7 @@ func (h *Hub) replay(ctx context.Context, s *sub) {
 	for {
 		r.mu.Lock()
 		if s.lastSent >= r.floor {
-			frames := r.after(s.lastSent)
-			pms := make([]*websocket.PreparedMessage, len(frames))
-			for i, f := range frames {
-				pms[i] = f.pm
-			}
-			if len(pms) == 0 || c.enqueue(pms...) {
+			if frames := r.after(s.lastSent); len(frames) == 0 || c.enqueue(frames...) {
 				s.live = true
 				s.lastSent = max(s.lastSent, r.last)
 			}
@@ -139,17 +129,11 @@ func (h *Hub) replay(ctx context.Context, s *sub) {
 			return
 		}
 		if len(msgs) > 0 {
-			pms := make([]*websocket.PreparedMessage, 0, len(msgs))
+			raws := make([][]byte, len(msgs))
 			for i := range msgs {
-				pm, err := websocket.NewPreparedMessage(websocket.TextMessage, msgs[i].AppendJSON(nil, "message"))
-				if err != nil {
-					h.log.Error("encode replay frame", "seq", msgs[i].Seq, "error", err)
-					c.Close(CloseInternal, "resume failed, reconnect and resume again")
-					return
-				}
-				pms = append(pms, pm)
+				raws[i] = messageFrame(&msgs[i])
 			}
-			if !c.enqueue(pms...) {
+			if !c.enqueue(raws...) {
 				return
 			}
 		}
@@ -182,13 +166,12 @@ func (h *Hub) fetch(ctx context.Context, room string, after, upTo uint64) ([]cha
 	return nil, 0, err
 }
 
-func subscribedFrame(room string, seq uint64, epoch string) *websocket.PreparedMessage {
+func subscribedFrame(room string, seq uint64, epoch string) []byte {
 	b := append([]byte(`{"type":"subscribed","room":"`), room...)
 	b = append(b, `","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"epoch":"`...)
 	b = append(b, epoch...)
 	b = append(b, `"}`...)
-	pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, b)
-	return pm
+	return textFrame(b)
 }

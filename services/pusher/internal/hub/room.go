@@ -5,16 +5,25 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/gorilla/websocket"
+	"github.com/chatrt/chat/pkg/chat"
 )
 
-// frame is one message encoded once per node as a websocket text frame, shared by every
-// client it goes to: pm for the clients' queues, raw (the whole server frame: header and
-// payload) for writing straight to an idle client's socket.
+// frame is one message encoded once per node as a complete websocket text frame (header
+// and payload), shared by every client it goes to: written as is straight to an idle
+// client's socket, or queued and copied into a busy client's next batched write.
 type frame struct {
 	seq uint64
-	pm  *websocket.PreparedMessage
 	raw []byte
+}
+
+// messageFrame encodes m as a complete server text frame.
+func messageFrame(m *chat.Message) []byte {
+	return serverFrame(m.AppendJSON(make([]byte, maxFrameHeader, maxFrameHeader+160+len(m.Name)+len(m.Message)), "message"))
+}
+
+// textFrame returns payload as a complete server text frame.
+func textFrame(payload []byte) []byte {
+	return serverFrame(append(make([]byte, maxFrameHeader, maxFrameHeader+len(payload)), payload...))
 }
 
 // maxFrameHeader is the longest server frame header: FIN + opcode, then the unmasked
@@ -101,12 +110,12 @@ func (r *room) add(f *frame, window int) {
 func (r *room) at(i int) *frame { return r.ring[(r.head+i)%len(r.ring)] }
 
 // after returns the ring's frames with seq > seq, oldest first. Caller holds mu.
-func (r *room) after(seq uint64) []*frame {
+func (r *room) after(seq uint64) [][]byte {
 	n := len(r.ring)
 	i := sort.Search(n, func(i int) bool { return r.at(i).seq > seq })
-	out := make([]*frame, 0, n-i)
+	out := make([][]byte, 0, n-i)
 	for ; i < n; i++ {
-		out = append(out, r.at(i))
+		out = append(out, r.at(i).raw)
 	}
 	return out
 }

@@ -347,7 +347,7 @@ func (h *Hub) handle(c *Client, sess *session, cmd *command) {
 	h.subscribeChecked(c, sess, room, req.since)
 }
 
-func errorFrame(reason, room string) *websocket.PreparedMessage {
+func errorFrame(reason, room string) []byte {
 	v := map[string]string{"type": "error", "error": reason}
 	if room != "" {
 		v["room"] = room
@@ -356,8 +356,7 @@ func errorFrame(reason, room string) *websocket.PreparedMessage {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
-	pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, bytes.TrimSpace(buf.Bytes()))
-	return pm
+	return textFrame(bytes.TrimSpace(buf.Bytes()))
 }
 
 func httpError(w http.ResponseWriter, status int, reason string) {
