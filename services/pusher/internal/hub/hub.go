@@ -1,7 +1,8 @@
 // Package hub is the pusher's in-process fan-out: rooms with their subscribers and a
-// window of recent frames, websocket clients with bounded queues and one writer each, and
-// resumes that replay what a client missed (from the window, else from an older source)
-// before switching it to live delivery with no gap and no duplicate.
+// window of recent frames, websocket clients with bounded queues and a writer that runs
+// only while there is something to write, and resumes that replay what a client missed
+// (from the window, else from an older source) before switching it to live delivery with
+// no gap and no duplicate.
 package hub
 
 import (
