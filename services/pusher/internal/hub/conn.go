@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -21,10 +22,11 @@ type batchConn struct {
 	mu       sync.Mutex
 	closed   bool // Close was called: fd may belong to another file now
 	batching bool
-	bufp     *[]byte   // from batchBufs while a batch is open
-	deadline time.Time // the write deadline last set on Conn
-	tail     []byte    // the unwritten end of a frame a non-blocking write began
-	werr     error     // a non-blocking write failed: the connection is broken
+	bufp     *[]byte     // from batchBufs while a batch is open
+	deadline time.Time   // the write deadline last set on Conn
+	tail     []byte      // the unwritten end of a frame a non-blocking write began
+	hasTail  atomic.Bool // len(tail) > 0, readable without mu
+	werr     error       // a non-blocking write failed: the connection is broken
 
 	br       *bufio.Reader         // the websocket library's read buffer (see hijacker)
 	readable func(fd uintptr) bool // awaitMessage's socket check, made once
@@ -96,10 +98,14 @@ func pongLen(b []byte) int {
 // tryWrite writes p with one non-blocking write, when nothing else is buffered or pending
 // on the connection. It returns how much it wrote; when that is only part of p the rest is
 // kept as the tail, which goes out before anything else (the writer must be woken to send
-// it). 0: nothing written (socket buffer full, not possible now, or the connection broke,
-// which the writer's next flush reports): queue p instead.
+// it). 0: nothing written (socket buffer full, another write in progress, not possible
+// now, or the connection broke, which the writer's next flush reports): queue p instead.
 func (c *batchConn) tryWrite(p []byte) int {
-	c.mu.Lock()
+	// The fan-out calls this under its room's lock: never wait, not even for a control
+	// frame the reader goroutine may be writing (a pong to a client that does not read).
+	if !c.mu.TryLock() {
+		return 0
+	}
 	defer c.mu.Unlock()
 	if c.fd < 0 || c.closed || c.batching || len(c.tail) > 0 || c.werr != nil {
 		return 0
@@ -116,15 +122,16 @@ func (c *batchConn) tryWrite(p []byte) int {
 		return 0
 	case n < len(p):
 		c.tail = append(c.tail[:0], p[n:]...)
+		c.hasTail.Store(true)
 	}
 	return n
 }
 
 // pending reports whether a tail waits to be written.
 func (c *batchConn) pending() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.tail) > 0
+	// Without mu: the writer asks while holding its client's lock, which the fan-out
+	// needs, and mu may be held for a while by a blocking write (a pong on a full socket).
+	return c.hasTail.Load()
 }
 
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
@@ -144,6 +151,7 @@ func (c *batchConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		c.tail = c.tail[:0]
+		c.hasTail.Store(false)
 	}
 	return c.Conn.Write(p)
 }
@@ -171,6 +179,7 @@ func (c *batchConn) begin() {
 	}
 	*c.bufp = append(*c.bufp, c.tail...)
 	c.tail = c.tail[:0]
+	c.hasTail.Store(false)
 	c.mu.Unlock()
 }
 

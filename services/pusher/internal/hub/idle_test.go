@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/url"
 	"runtime"
@@ -227,4 +228,45 @@ func TestPongsBetweenCommands(t *testing.T) {
 	// An unmasked pong is a protocol error the library reports.
 	write([]byte{0x8a, 0x00})
 	wantClose(t, conn, websocket.CloseProtocolError)
+}
+
+// A client that floods pings and never reads ends up with its pong replies blocked on a
+// full socket. The room's fan-out must not wait behind such a write: another client in the
+// room keeps getting messages without a stall.
+func TestPingFloodDoesNotStallRoom(t *testing.T) {
+	h, wsURL := inlineHub(t, idleConfig())
+	good := dialSubscribed(t, wsURL, "r")
+	_, bad := dialRaw(t, wsURL+"?room=r")
+	ping := clientFrameOp(0x89, strings.Repeat("p", 125))
+	flood := bytes.Repeat(ping, 1000)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = bad.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := bad.Write(flood); err != nil {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					return // closed by the server
+				}
+			}
+		}
+	}()
+	_ = good.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var worst time.Duration
+	for seq := uint64(1); seq <= 150; seq++ {
+		start := time.Now()
+		publishRange(h, "r", seq, seq, "m")
+		expectSeqs(t, good, seq, seq, "m")
+		worst = max(worst, time.Since(start))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if worst > 500*time.Millisecond {
+		t.Fatalf("a delivery took %v while another client flooded pings", worst)
+	}
 }
