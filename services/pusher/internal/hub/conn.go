@@ -18,7 +18,7 @@ import (
 // with the batch flush, so frames never interleave.
 type batchConn struct {
 	net.Conn
-	raw      syscall.RawConn // nil: not a socket (no awaitMessage, no tryWrite)
+	raw      syscall.RawConn // nil: not a socket (awaitMessage then leaves reading to the library)
 	fd       int             // the socket's descriptor for tryWrite; -1 when unknown
 	mu       sync.Mutex
 	closed   bool // Close was called: fd may belong to another file now
