@@ -143,13 +143,12 @@ func parseFlags(args []string) (config, error) {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.WS, cfg.SrcIPs, cfg.ServerPIDs, cfg.Metrics = splitList(ws), splitList(src), pids, splitList(metrics)
-	if err := cfg.validate(); err != nil {
-		return cfg, err
-	}
 	if cfg.Soak.On {
-		return cfg, cfg.Soak.parse(&cfg, soakSizes, soakMetrics)
+		if err := cfg.Soak.parse(&cfg, soakSizes, soakMetrics); err != nil {
+			return cfg, err
+		}
 	}
-	return cfg, nil
+	return cfg, cfg.validate()
 }
 
 func (c *config) validate() error {

@@ -19,7 +19,7 @@ import (
 
 // TestSoak runs a short soak against the real services as processes: an api, a
 // persister and two pushers built from this repository, on the test's NATS and
-// FerretDB, with pusher-1 restarted mid-way by a -soak-restart shell command (SIGTERM;
+// FerretDB, with pusher-0 restarted mid-way by a -soak-restart shell command (SIGTERM;
 // the test starts it again when it exits, as compose's restart policy would). It fails
 // on any lost, duplicated or out-of-order delivery and on pusher heap or goroutine growth
 // over the defaults. CHATLOAD_SOAK=<duration> runs it that long with the command's
@@ -43,7 +43,7 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Fatalf("CHATLOAD_SOAK=%q: %v", long, err)
 		}
-		args = []string{"-soak", "-warmup", "20s", "-duration", d.String(), "-rate", "50"}
+		args = []string{"-soak", "-warmup", "20s", "-duration", d.String(), "-rate", "50", "-drain", "15s"}
 	} else {
 		pusherEnv = append(pusherEnv, "CHAT_WINDOW=256")
 	}
@@ -287,6 +287,10 @@ func TestSoakVerdict(t *testing.T) {
 	}
 	if got := cfg.Soak.Metrics; len(got) != 2 || got[1] != "http://127.0.0.1:2/metrics" {
 		t.Errorf("default metrics %v", got)
+	}
+	if _, err := parseFlags([]string{"-soak", "-soak-metrics", "http://10.0.0.1:8081/metrics"}); err == nil ||
+		!strings.Contains(err.Error(), "loopback") {
+		t.Errorf("a non-loopback metrics endpoint: %v", err)
 	}
 	sample := func(live, g float64) pusherSample {
 		return pusherSample{LiveHeap: live, Goroutines: g, Start: 1, Scraped: "now"}

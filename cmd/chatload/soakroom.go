@@ -221,7 +221,7 @@ func (c *soakClient) cursor() uint64 {
 	return max(c.log.From, c.last)
 }
 
-// churn joins late (up to a quarter of the room's life), then stays and leaves in turn
+// churn joins late (up to half the room's life), then stays and leaves in turn
 // until ctx ends; it returns with the client connected or away.
 func (c *soakClient) churn(ctx context.Context, life time.Duration) {
 	sc := c.s.sc
@@ -391,6 +391,7 @@ func (c *soakClient) leave(clean bool) {
 // server ends the connection, its close code.
 func (c *soakClient) read(conn *websocket.Conn, ended chan struct{}) {
 	defer close(ended)
+	defer conn.Close() // ended by the server: release it here (leave closes it too, harmlessly)
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
