@@ -383,9 +383,9 @@ func (s *soak) restart(ctx context.Context, hook func(ctx context.Context, url s
 	r.Command, r.URL, r.AtSecond = s.sc.Restart, base, at.Seconds()
 	s.mu.Unlock()
 	// Restart it while it serves clients (they must see 1012 and resume): wait a little
-	// for some if none is connected right now.
+	// for a few if fewer are connected right now.
 	wctx, cancel := context.WithTimeout(ctx, 2*s.sc.Session)
-	for s.conns[i].Load() < 2 && sleepUntil(wctx, time.Now().Add(20*time.Millisecond)) {
+	for s.conns[i].Load() < 3 && sleepUntil(wctx, time.Now().Add(20*time.Millisecond)) {
 	}
 	cancel()
 	before, err := s.scr.samplePusher(ctx, s.sc.Metrics[i])

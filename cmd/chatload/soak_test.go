@@ -34,10 +34,10 @@ func TestSoak(t *testing.T) {
 	m := chattest.StartMongo(t)
 	dir := t.TempDir()
 	common := []string{"CHAT_NATS_URL=" + n.URL(), "CHAT_MONGO_URI=" + m.URI()}
-	pusherEnv := []string{"CHAT_CLOSE_SPREAD=500ms", "CHAT_MAX_CONNECTIONS=0"}
+	pusherEnv := []string{"CHAT_CLOSE_SPREAD=200ms", "CHAT_MAX_CONNECTIONS=0"}
 	args := []string{"-soak", "-warmup", "3s", "-duration", "12s", "-rate", "30", "-drain", "10s",
 		"-soak-rooms", "3", "-soak-subs", "12", "-soak-room-life", "4s", "-soak-session", "1500ms", "-soak-away", "400ms",
-		"-soak-restart-at", "0.4", "-soak-window", "256", "-soak-cold", "3", "-soak-measure-timeout", "40s"}
+		"-soak-restart-at", "0.4", "-soak-window", "256", "-soak-cold", "3", "-soak-measure-timeout", "60s"}
 	if long != "" {
 		d, err := time.ParseDuration(long)
 		if err != nil {

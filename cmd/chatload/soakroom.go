@@ -72,7 +72,7 @@ func (s *soak) runRoom(ctx, phase context.Context, name string, life time.Durati
 			c.churn(roomCtx, life)
 		}()
 	}
-	s.postRoom(roomCtx, r)
+	s.postRoom(ctx, roomCtx, r)
 	wg.Wait()
 	acks := r.snapshot()
 	last := lastSeq(acks)
@@ -94,13 +94,16 @@ func (s *soak) runRoom(ctx, phase context.Context, name string, life time.Durati
 	s.roomDone(r.name, acks, v)
 }
 
-// postRoom posts to the room at the per-room rate until ctx ends, one post at a time
-// (so the room's posts are acknowledged in seq order), sizes drawn from -soak-sizes.
-func (s *soak) postRoom(ctx context.Context, r *soakRoom) {
+// postRoom posts to the room at the per-room rate until roomCtx ends, one post at a
+// time (so the room's posts are acknowledged in seq order), sizes drawn from -soak-sizes.
+// A post under way when the room ends is still retried until acknowledged (only ctx, the
+// soak's own bound, stops it): one given up on might be stored all the same, and its
+// delivery would then count as foreign.
+func (s *soak) postRoom(ctx, roomCtx context.Context, r *soakRoom) {
 	every := time.Duration(float64(time.Second) * float64(s.sc.Rooms) / s.cfg.Rate)
 	next := time.Now()
 	for i := 0; ; i++ {
-		if !sleepUntil(ctx, next) {
+		if !sleepUntil(roomCtx, next) {
 			return
 		}
 		next = next.Add(every)
