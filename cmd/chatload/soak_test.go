@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/gorilla/websocket"
 )
 
 // TestSoak runs a short soak against the real services as processes: an api, a
@@ -334,5 +336,64 @@ func TestRestartHook(t *testing.T) {
 	}
 	if err := restartHook("exit 3")(context.Background(), "", 0); err == nil {
 		t.Error("a failing hook did not fail")
+	}
+}
+
+// TestSoakClientLog: what a pusher sends reaches the check as sent: a frame pushed twice
+// fails it, and a 1012 close is counted and resumed from the last seq seen.
+func TestSoakClientLog(t *testing.T) {
+	var mu sync.Mutex
+	var sinces []string
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		mu.Lock()
+		sinces = append(sinces, r.URL.Query().Get("since"))
+		first := len(sinces) == 1
+		mu.Unlock()
+		send := func(s string) { _ = conn.WriteMessage(websocket.TextMessage, []byte(s)) }
+		send(`{"type":"subscribed","room":"r","seq":9}`)
+		msg := func(seq int, id string) {
+			send(fmt.Sprintf(`{"type":"message","id":%q,"room":"r","name":"n","message":"m","sent_at":"2026-12-04T00:00:00.000Z","seq":%d}`, id, seq))
+		}
+		if first {
+			msg(5, "a")
+			msg(5, "a") // pushed twice
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseServiceRestart, ""), time.Now().Add(time.Second))
+			return
+		}
+		msg(7, "b")
+		for {
+			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	cfg, err := parseFlags([]string{"-soak", "-ws", "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSoak(&cfg)
+	room := &soakRoom{name: "r", acks: []soakAck{{Seq: 5, ID: "a"}, {Seq: 7, ID: "b"}}}
+	c := &soakClient{s: s, room: room, idx: 1} // idx 1: joins with since=0
+	c.log.Room, c.log.Client = "r", "c"
+	ctx := context.Background()
+	c.catchUp(ctx, 7, time.Now().Add(10*time.Second))
+	v := checkLog(room.acks, 7, c.log)
+	if v.Duplicated != 1 || v.bad() != 1 || v.Expected != 2 || v.Delivered != 3 {
+		t.Errorf("verdict %+v", v)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sinces) != 2 || sinces[0] != "0" || sinces[1] != "5" {
+		t.Errorf("since of the connections: %q, want 0 then 5", sinces)
+	}
+	if s.rep.Clients.CloseCodes["1012"] != 1 {
+		t.Errorf("close codes %v", s.rep.Clients.CloseCodes)
 	}
 }
