@@ -3,7 +3,10 @@
 // child processes), P publishers posting over HTTP at a target rate with the send time in
 // each message, and the serving processes' CPU and memory from /proc. Every subscriber
 // must receive every acknowledged message of its room exactly once; the report counts
-// what was lost or duplicated. Every run is bounded in time and stops by itself.
+// what was lost or duplicated. With -soak it runs a soak instead (soak.go): rooms created
+// and abandoned, clients leaving and resuming with since, a pusher restarted by a hook,
+// every delivery checked exactly and the pushers' heap and goroutines compared with a
+// baseline. Every run is bounded in time and stops by itself.
 package main
 
 import (

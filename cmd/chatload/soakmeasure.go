@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -108,5 +111,86 @@ func (f *pusherFigures) judge(maxHeapGrowth float64, maxGoroutineGrowth int) {
 	if f.GoroutineGrowth > float64(maxGoroutineGrowth) {
 		f.Failures = append(f.Failures, fmt.Sprintf("%s: goroutines grew by %.0f (%.0f → %.0f), over the %d allowed",
 			f.URL, f.GoroutineGrowth, f.Baseline.Goroutines, f.End.Goroutines, maxGoroutineGrowth))
+	}
+}
+
+// tick posts into the tick room: -soak-tick-rate posts/s while ticking is set, none
+// otherwise. Every pusher consumes every message, so this makes each one allocate (and
+// collect) at a steady pace while no client is connected.
+func (s *soak) tick(ctx context.Context, ticking *atomic.Bool) {
+	room := s.cfg.RoomPrefix + "-" + s.runID + "-gc"
+	const workers = 4
+	every := time.Duration(float64(time.Second) * workers / s.sc.TickRate)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now()
+			for {
+				if !sleepUntil(ctx, next) {
+					return
+				}
+				next = next.Add(every)
+				if !ticking.Load() {
+					next = time.Now().Add(50 * time.Millisecond)
+					continue
+				}
+				key := room + "-" + strconv.FormatInt(n.Add(1), 10)
+				if _, err := s.post(ctx, room, key, s.sc.TickSize); err != nil {
+					if ctx.Err() == nil {
+						s.fail("tick %s: %v", key, err)
+					}
+					return
+				}
+				s.add(&s.rep.Posts.Ticks, 1)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// measure samples every pusher once each has completed two GCs while no client is
+// connected and the tick room holds at least minTicks posts.
+func (s *soak) measure(ctx context.Context, ticking *atomic.Bool, minTicks int) ([]pusherSample, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.sc.MeasureTimeout)
+	defer cancel()
+	ticking.Store(true)
+	defer ticking.Store(false)
+	first := make([]pusherSample, len(s.sc.Metrics))
+	for i, u := range s.sc.Metrics {
+		p, err := s.scr.samplePusher(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		first[i] = p
+	}
+	for {
+		if !sleepUntil(ctx, time.Now().Add(250*time.Millisecond)) {
+			return nil, fmt.Errorf("measure: not two GCs on every pusher within %v", s.sc.MeasureTimeout)
+		}
+		s.mu.Lock()
+		ticks := s.rep.Posts.Ticks
+		s.mu.Unlock()
+		if ticks < minTicks {
+			continue
+		}
+		out := make([]pusherSample, len(first))
+		done := true
+		for i, u := range s.sc.Metrics {
+			p, err := s.scr.samplePusher(ctx, u)
+			if err != nil {
+				return nil, err
+			}
+			if p.Start != first[i].Start { // restarted meanwhile: count its GCs anew
+				first[i] = p
+			}
+			out[i] = p
+			done = done && p.GCs >= first[i].GCs+2
+		}
+		if done {
+			return out, nil
+		}
 	}
 }
