@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 const secret = "0123456789abcdef0123456789abcdef"
@@ -57,7 +61,7 @@ func TestConfigErrors(t *testing.T) {
 		"two keys":      {HS256Secret: secret, PublicKey: "x"},
 		"not pem":       {PublicKey: "nope"},
 		"missing file":  {PublicKeyFile: "/nonexistent/key.pem"},
-		"garbage block": {PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"},
+		"garbage block": {PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", Audience: "chat"},
 	} {
 		if _, err := NewVerifier(cfg); err == nil {
 			t.Errorf("%s: no error", name)
@@ -70,6 +74,14 @@ func TestAlgorithms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if _, err := NewVerifier(Config{PublicKey: pemPublic(t, &p384.PublicKey), Audience: "*"}); err == nil {
+		t.Error("P-384 key accepted (ES256 needs P-256)")
+	}
 	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
 	keyFile := filepath.Join(t.TempDir(), "ed.pem")
 	if err := os.WriteFile(keyFile, []byte(pemPublic(t, edPub)), 0o600); err != nil {
@@ -77,20 +89,24 @@ func TestAlgorithms(t *testing.T) {
 	}
 	pkcs1 := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)}))
 	hs, _ := NewVerifier(Config{HS256Secret: secret})
-	rs, err := NewVerifier(Config{PublicKey: pemPublic(t, &rsaKey.PublicKey)})
+	rs, err := NewVerifier(Config{PublicKey: pemPublic(t, &rsaKey.PublicKey), Audience: "*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs1, err := NewVerifier(Config{PublicKey: pkcs1})
+	rs1, err := NewVerifier(Config{PublicKey: pkcs1, Audience: "*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ed, err := NewVerifier(Config{PublicKeyFile: keyFile})
+	ed, err := NewVerifier(Config{PublicKeyFile: keyFile, Audience: "*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := map[string]any{HS256: []byte(secret), RS256: rsaKey, EdDSA: edKey}
-	verifiers := map[string][]*Verifier{HS256: {hs}, RS256: {rs, rs1}, EdDSA: {ed}}
+	es, err := NewVerifier(Config{PublicKey: pemPublic(t, &ecKey.PublicKey), Audience: "*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]any{HS256: []byte(secret), RS256: rsaKey, EdDSA: edKey, ES256: ecKey}
+	verifiers := map[string][]*Verifier{HS256: {hs}, RS256: {rs, rs1}, EdDSA: {ed}, ES256: {es}}
 	for valg, vs := range verifiers {
 		for _, v := range vs {
 			for kalg, key := range keys {
@@ -112,6 +128,11 @@ func TestAlgorithms(t *testing.T) {
 	none := b64.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + "."
 	if _, err := hs.Verify(none); err == nil {
 		t.Error("alg none accepted")
+	}
+	// An ES256 token from another P-256 key.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := es.Verify(mustSign(t, other, claims(nil))); err == nil {
+		t.Error("ES256 verifier accepted another key's token")
 	}
 }
 
@@ -136,6 +157,11 @@ func TestVerifyMatrix(t *testing.T) {
 		"exp string":          {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["exp"] = "tomorrow" })), false},
 		"nbf future":          {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["nbf"] = now.Add(time.Minute).Unix() })), false},
 		"nbf in leeway":       {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["nbf"] = now.Add(5 * time.Second).Unix() })), true},
+		"iat future":          {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["iat"] = now.Add(time.Minute).Unix() })), false},
+		"iat in leeway":       {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["iat"] = now.Add(5 * time.Second).Unix() })), true},
+		"no aud":              {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); delete(m, "aud") })), false},
+		"no iss":              {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); delete(m, "iss") })), false},
+		"crit header":         {critToken(t, claims(ok)), false},
 		"wrong iss":           {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["iss"] = "evil" })), false},
 		"wrong aud":           {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["aud"] = "other" })), false},
 		"no name":             {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); delete(m, "sub") })), false},
@@ -249,6 +275,20 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
+// critToken is an HS256 token with a "crit" header (RFC 7515 4.1.11: an extension the
+// verifier does not understand must make it refuse the token).
+func critToken(t *testing.T, c any) string {
+	t.Helper()
+	h := b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","crit":["exp"]}`))
+	p, _ := json.Marshal(c)
+	signing := h + "." + b64.EncodeToString(p)
+	sig, err := jwtHS256.Sign(signing, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + b64.EncodeToString(sig)
+}
+
 func mustSignF(f *testing.F, c any) string {
 	tok, err := Sign([]byte(secret), c)
 	if err != nil {
@@ -256,3 +296,5 @@ func mustSignF(f *testing.F, c any) string {
 	}
 	return tok
 }
+
+var jwtHS256 = jwt.SigningMethodHS256

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
@@ -12,24 +14,31 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Config selects the verification key. Embed it in a service Config without a prefix so
-// the variables are CHAT_AUTH_*. At most one key may be set; none disables auth.
+// the variables are CHAT_AUTH_*. At most one key source may be set; none disables auth.
 type Config struct {
 	// HS256Secret is a shared secret: tokens must be HS256 (CHAT_AUTH_HS256_SECRET).
 	HS256Secret string `envconfig:"AUTH_HS256_SECRET"`
-	// PublicKey is a PEM public key (RSA: RS256, Ed25519: EdDSA) (CHAT_AUTH_PUBLIC_KEY).
+	// PublicKey is a PEM public key (RSA: RS256, P-256: ES256, Ed25519: EdDSA)
+	// (CHAT_AUTH_PUBLIC_KEY).
 	PublicKey string `envconfig:"AUTH_PUBLIC_KEY"`
 	// PublicKeyFile is a file holding the PEM public key (CHAT_AUTH_PUBLIC_KEY_FILE).
 	PublicKeyFile string `envconfig:"AUTH_PUBLIC_KEY_FILE"`
 	// Issuer, if set, must equal the token's "iss" (CHAT_AUTH_ISSUER).
 	Issuer string `envconfig:"AUTH_ISSUER"`
-	// Audience, if set, must be one of the token's "aud" (CHAT_AUTH_AUDIENCE).
+	// Audience, if set, must be one of the token's "aud" (CHAT_AUTH_AUDIENCE); "*"
+	// accepts any.
 	Audience string `envconfig:"AUTH_AUDIENCE"`
-	// Leeway is the clock skew tolerated on exp and nbf (CHAT_AUTH_LEEWAY).
+	// Leeway is the clock skew tolerated on exp, nbf and iat (CHAT_AUTH_LEEWAY).
 	Leeway time.Duration `envconfig:"AUTH_LEEWAY" default:"30s"`
 }
+
+// AnyAudience as CHAT_AUTH_AUDIENCE accepts tokens for any audience.
+const AnyAudience = "*"
 
 // Enabled reports whether a key is configured.
 func (c Config) Enabled() bool {
@@ -38,14 +47,19 @@ func (c Config) Enabled() bool {
 
 // Verifier checks tokens against one key.
 type Verifier struct {
-	alg      string
-	secret   []byte
-	rsaKey   *rsa.PublicKey
-	edKey    ed25519.PublicKey
+	static   key // the configured key
+	algs     []string
 	issuer   string
 	audience string
 	leeway   time.Duration
 	now      func() time.Time
+	parser   *jwt.Parser
+}
+
+// key is a verification key and the one algorithm it verifies.
+type key struct {
+	alg string
+	key any // []byte, *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey
 }
 
 // NewVerifier builds the verifier for cfg; (nil, nil) when auth is disabled.
@@ -63,38 +77,70 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		return nil, errors.New("auth: set only one of CHAT_AUTH_HS256_SECRET, CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE")
 	}
 	v := &Verifier{issuer: cfg.Issuer, audience: cfg.Audience, leeway: max(cfg.Leeway, 0), now: time.Now}
-	if cfg.HS256Secret != "" {
+	switch {
+	case cfg.HS256Secret != "":
 		if len(cfg.HS256Secret) < 32 {
 			return nil, errors.New("auth: CHAT_AUTH_HS256_SECRET must be at least 32 bytes")
 		}
-		v.alg, v.secret = HS256, []byte(cfg.HS256Secret)
-		return v, nil
-	}
-	data := []byte(cfg.PublicKey)
-	if cfg.PublicKeyFile != "" {
-		var err error
-		if data, err = os.ReadFile(cfg.PublicKeyFile); err != nil {
-			return nil, fmt.Errorf("auth: read public key: %w", err)
+		v.static = key{alg: HS256, key: []byte(cfg.HS256Secret)}
+		v.algs = []string{HS256}
+	default:
+		data := []byte(cfg.PublicKey)
+		if cfg.PublicKeyFile != "" {
+			var err error
+			if data, err = os.ReadFile(cfg.PublicKeyFile); err != nil {
+				return nil, fmt.Errorf("auth: read public key: %w", err)
+			}
 		}
-	}
-	key, err := ParsePublicKey(data)
-	if err != nil {
-		return nil, err
-	}
-	switch k := key.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, errors.New("auth: RSA key must have at least 2048 bits")
+		pub, err := ParsePublicKey(data)
+		if err != nil {
+			return nil, err
 		}
-		v.alg, v.rsaKey = RS256, k
-	case ed25519.PublicKey:
-		v.alg, v.edKey = EdDSA, k
+		if v.static, err = publicKey(pub); err != nil {
+			return nil, err
+		}
+		v.algs = []string{v.static.alg}
 	}
+	popts := []jwt.ParserOption{
+		jwt.WithValidMethods(v.algs),
+		jwt.WithJSONNumber(),
+		jwt.WithStrictDecoding(),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(v.leeway),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
+	}
+	if v.issuer != "" {
+		popts = append(popts, jwt.WithIssuer(v.issuer))
+	}
+	if v.audience != "" && v.audience != AnyAudience {
+		popts = append(popts, jwt.WithAudience(v.audience))
+	}
+	v.parser = jwt.NewParser(popts...)
 	return v, nil
 }
 
+// publicKey is the verification key for a parsed public key, with its algorithm.
+func publicKey(pub any) (key, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return key{}, errors.New("auth: RSA key must have at least 2048 bits")
+		}
+		return key{alg: RS256, key: k}, nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return key{}, errors.New("auth: ECDSA key must be P-256 (ES256)")
+		}
+		return key{alg: ES256, key: k}, nil
+	case ed25519.PublicKey:
+		return key{alg: EdDSA, key: k}, nil
+	}
+	return key{}, fmt.Errorf("auth: public key type %T not supported (RSA, P-256 or Ed25519)", pub)
+}
+
 // ParsePublicKey reads a PEM "PUBLIC KEY" (PKIX) or "RSA PUBLIC KEY" (PKCS #1) block
-// holding an RSA or Ed25519 key.
+// holding an RSA, ECDSA or Ed25519 key.
 func ParsePublicKey(data []byte) (any, error) {
 	block, _ := pem.Decode(bytes.TrimSpace(data))
 	if block == nil {
@@ -107,48 +153,26 @@ func ParsePublicKey(data []byte) (any, error) {
 		}
 		return k, nil
 	}
-	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("auth: public key: %w", err)
 	}
-	switch key.(type) {
-	case *rsa.PublicKey, ed25519.PublicKey:
-		return key, nil
+	switch k.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return k, nil
 	}
-	return nil, fmt.Errorf("auth: public key type %T not supported (RSA or Ed25519)", key)
+	return nil, fmt.Errorf("auth: public key type %T not supported (RSA, ECDSA or Ed25519)", k)
 }
 
 // Algorithm is the one "alg" the verifier accepts.
-func (v *Verifier) Algorithm() string { return v.alg }
+func (v *Verifier) Algorithm() string { return v.static.alg }
 
-// Verify checks the token's signature, algorithm, exp, nbf and the configured iss and aud,
-// and that it names an author. Every failure is an *Error with Status 401.
+// Verify checks the token's signature, algorithm, exp, nbf, iat and the configured iss
+// and aud, and that it names an author. Every failure is an *Error with Status 401.
 func (v *Verifier) Verify(token string) (*Claims, error) {
-	payload, err := v.verifySignature(token)
+	c, err := v.parse(token)
 	if err != nil {
 		return nil, err
-	}
-	var c Claims
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(&c); err != nil {
-		return nil, invalid("malformed token claims")
-	}
-	now := v.now()
-	if c.Expires == nil {
-		return nil, invalid("token has no exp")
-	}
-	if now.After(c.Expires.Time().Add(v.leeway)) {
-		return nil, invalid("token expired")
-	}
-	if c.NotBefore != nil && now.Add(v.leeway).Before(c.NotBefore.Time()) {
-		return nil, invalid("token not valid yet")
-	}
-	if v.issuer != "" && c.Issuer != v.issuer {
-		return nil, invalid("token issuer not accepted")
-	}
-	if v.audience != "" && !c.Audience.has(v.audience) {
-		return nil, invalid("token audience not accepted")
 	}
 	if _, err := c.Author(); err != nil {
 		return nil, err
@@ -158,7 +182,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 			return nil, invalid("token rooms claim has an invalid pattern")
 		}
 	}
-	return &c, nil
+	return c, nil
 }
 
 // NumericDate is a JWT date: seconds since the epoch, possibly fractional.
@@ -169,6 +193,14 @@ func NewNumericDate(t time.Time) *NumericDate { return &NumericDate{t: t} }
 
 // Time is the date.
 func (d *NumericDate) Time() time.Time { return d.t }
+
+// jwt is the library's view of d (nil stays nil).
+func (d *NumericDate) jwt() *jwt.NumericDate {
+	if d == nil {
+		return nil
+	}
+	return &jwt.NumericDate{Time: d.t}
+}
 
 // MarshalJSON writes whole seconds.
 func (d *NumericDate) MarshalJSON() ([]byte, error) {
@@ -207,11 +239,11 @@ func (a *Audience) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (a Audience) has(s string) bool {
-	for _, x := range a {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
+// The jwt.Claims methods: the library validates exp, nbf, iat, iss and aud through them.
+
+func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.Expires.jwt(), nil }
+func (c *Claims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore.jwt(), nil }
+func (c *Claims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt.jwt(), nil }
+func (c *Claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *Claims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c *Claims) GetAudience() (jwt.ClaimStrings, error)       { return jwt.ClaimStrings(c.Audience), nil }
