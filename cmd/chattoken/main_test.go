@@ -43,10 +43,10 @@ func TestEdDSAKeyFile(t *testing.T) {
 	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
 	var out bytes.Buffer
-	if err := run([]string{"-key", keyFile, "-name", "Deploy bot"}, &out, time.Now()); err != nil {
+	if err := run([]string{"-key", keyFile, "-name", "Deploy bot", "-aud", "chat"}, &out, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(auth.Config{PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))})
+	v, err := auth.NewVerifier(auth.Config{PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})), Audience: "chat"})
 	if err != nil {
 		t.Fatal(err)
 	}

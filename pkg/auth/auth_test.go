@@ -69,6 +69,59 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestAudienceRequired: a public key usually belongs to an identity provider that signs
+// tokens for other applications too, so the verifier refuses to start without
+// CHAT_AUTH_AUDIENCE; "*" is the explicit opt-out. An HS256 secret is the chat's own and
+// keeps the audience optional.
+func TestAudienceRequired(t *testing.T) {
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	pub := pemPublic(t, edPub)
+	keyFile := filepath.Join(t.TempDir(), "ed.pem")
+	if err := os.WriteFile(keyFile, []byte(pub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]Config{
+		"public key":      {PublicKey: pub},
+		"public key file": {PublicKeyFile: keyFile},
+	} {
+		if _, err := NewVerifier(cfg); err == nil || !strings.Contains(err.Error(), "CHAT_AUTH_AUDIENCE") {
+			t.Errorf("%s without audience: err %v", name, err)
+		}
+	}
+	if _, err := NewVerifier(Config{HS256Secret: secret}); err != nil {
+		t.Errorf("HS256 without audience: %v", err)
+	}
+	anyAud, err := NewVerifier(Config{PublicKey: pub, Audience: "*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat, err := NewVerifier(Config{PublicKey: pub, Audience: "chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		aud        any
+		any, exact bool
+	}{
+		"no aud":      {nil, true, false},
+		"other app":   {"billing", true, false},
+		"chat":        {"chat", true, true},
+		"chat listed": {[]string{"billing", "chat"}, true, true},
+	} {
+		tok := mustSign(t, edKey, claims(func(m map[string]any) {
+			if c.aud != nil {
+				m["aud"] = c.aud
+			}
+		}))
+		if _, err := anyAud.Verify(tok); (err == nil) != c.any {
+			t.Errorf("%s, audience *: err %v", name, err)
+		}
+		if _, err := chat.Verify(tok); (err == nil) != c.exact {
+			t.Errorf("%s, audience chat: err %v", name, err)
+		}
+	}
+}
+
 func TestAlgorithms(t *testing.T) {
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

@@ -30,8 +30,8 @@ type Config struct {
 	PublicKeyFile string `envconfig:"AUTH_PUBLIC_KEY_FILE"`
 	// Issuer, if set, must equal the token's "iss" (CHAT_AUTH_ISSUER).
 	Issuer string `envconfig:"AUTH_ISSUER"`
-	// Audience, if set, must be one of the token's "aud" (CHAT_AUTH_AUDIENCE); "*"
-	// accepts any.
+	// Audience must be one of the token's "aud" (CHAT_AUTH_AUDIENCE); "*" accepts any.
+	// Required with a public key; optional with an HS256 secret.
 	Audience string `envconfig:"AUTH_AUDIENCE"`
 	// Leeway is the clock skew tolerated on exp, nbf and iat (CHAT_AUTH_LEEWAY).
 	Leeway time.Duration `envconfig:"AUTH_LEEWAY" default:"30s"`
@@ -77,6 +77,12 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		return nil, errors.New("auth: set only one of CHAT_AUTH_HS256_SECRET, CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE")
 	}
 	v := &Verifier{issuer: cfg.Issuer, audience: cfg.Audience, leeway: max(cfg.Leeway, 0), now: time.Now}
+	if cfg.HS256Secret == "" && cfg.Audience == "" {
+		// A public key usually belongs to an identity provider that signs tokens for
+		// other applications too: without an audience check any of them would be
+		// accepted here.
+		return nil, errors.New("auth: CHAT_AUTH_AUDIENCE is required with a public key (the audience this chat's tokens carry; * accepts any)")
+	}
 	switch {
 	case cfg.HS256Secret != "":
 		if len(cfg.HS256Secret) < 32 {
