@@ -267,7 +267,9 @@ func TestAuthorAndRooms(t *testing.T) {
 	if a, _ := c.Author(); a != "ann" || !c.Allows("anything") {
 		t.Fatalf("sub as author / no rooms claim: %q %v", a, c.Allows("anything"))
 	}
-	for rooms, want := range map[string]bool{"[]": false, "null": true, `""`: false, `"*"`: true} {
+	// "rooms": null grants no room: an issuer that writes an empty value must not grant
+	// every room (only an absent claim does).
+	for rooms, want := range map[string]bool{"[]": false, "null": false, `""`: false, `"*"`: true} {
 		c, err = v.Verify(mustSign(t, []byte(secret), claims(func(m map[string]any) { m["rooms"] = json.RawMessage(rooms) })))
 		if err != nil || c.Allows("general") != want {
 			t.Fatalf("rooms %s: err %v, allows general %v", rooms, err, !want)
