@@ -57,11 +57,13 @@ func TestDisabled(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"short secret":  {HS256Secret: "short"},
-		"two keys":      {HS256Secret: secret, PublicKey: "x"},
-		"not pem":       {PublicKey: "nope"},
-		"missing file":  {PublicKeyFile: "/nonexistent/key.pem"},
-		"garbage block": {PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", Audience: "chat"},
+		"short secret":    {HS256Secret: "short"},
+		"two keys":        {HS256Secret: secret, PublicKey: "x"},
+		"not pem":         {PublicKey: "nope"},
+		"missing file":    {PublicKeyFile: "/nonexistent/key.pem"},
+		"garbage block":   {PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", Audience: "chat"},
+		"jwks and secret": {HS256Secret: secret, JWKSURL: "https://idp.example/jwks", Audience: "chat"},
+		"jwks not http":   {JWKSURL: "file:///etc/jwks.json", Audience: "chat"},
 	} {
 		if _, err := NewVerifier(cfg); err == nil {
 			t.Errorf("%s: no error", name)
@@ -69,8 +71,8 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestAudienceRequired: a public key usually belongs to an identity provider that signs
-// tokens for other applications too, so the verifier refuses to start without
+// TestAudienceRequired: a public key or a JWKS usually belongs to an identity provider that
+// signs tokens for other applications too, so the verifier refuses to start without
 // CHAT_AUTH_AUDIENCE; "*" is the explicit opt-out. An HS256 secret is the chat's own and
 // keeps the audience optional.
 func TestAudienceRequired(t *testing.T) {
@@ -83,6 +85,7 @@ func TestAudienceRequired(t *testing.T) {
 	for name, cfg := range map[string]Config{
 		"public key":      {PublicKey: pub},
 		"public key file": {PublicKeyFile: keyFile},
+		"jwks":            {JWKSURL: "https://idp.example/jwks"},
 	} {
 		if _, err := NewVerifier(cfg); err == nil || !strings.Contains(err.Error(), "CHAT_AUTH_AUDIENCE") {
 			t.Errorf("%s without audience: err %v", name, err)

@@ -1,11 +1,11 @@
 // Package auth is the optional bearer-token authentication shared by the api and the
 // pushers: JWT (RFC 7519) verification on github.com/golang-jwt/jwt/v5 (HS256, RS256,
-// ES256, EdDSA with Ed25519) against one configured key, the claims the chat uses (author
-// name, allowed rooms), token extraction from HTTP requests and a signer for development
-// tokens (cmd/chattoken).
+// ES256, EdDSA with Ed25519) against one configured key or a JWKS fetched from an identity
+// provider, the claims the chat uses (author name, allowed rooms), token extraction from
+// HTTP requests and a signer for development tokens (cmd/chattoken).
 //
 // Authentication is off unless a key is configured (Config.Enabled). The algorithm a
-// token may use is fixed by the configured key: an HS256 secret accepts only HS256,
+// token may use is fixed by the key that verifies it: an HS256 secret accepts only HS256,
 // an RSA public key only RS256, a P-256 key only ES256, an Ed25519 key only EdDSA ("none"
 // never).
 package auth
@@ -101,10 +101,24 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 		return nil, invalid("token has unsupported critical headers")
 	}
 	alg, _ := t.Header["alg"].(string)
-	if alg != v.static.alg {
-		return nil, invalid("token algorithm " + quoteShort(alg) + " not accepted")
+	if v.keys == nil {
+		if alg != v.static.alg {
+			return nil, invalid("token algorithm " + quoteShort(alg) + " not accepted")
+		}
+		return v.static.key, nil
 	}
-	return v.static.key, nil
+	kid, ok := t.Header["kid"].(string)
+	if !ok || kid == "" {
+		return nil, invalid("token has no kid")
+	}
+	k, err := v.keys.lookup(kid)
+	if err != nil {
+		return nil, err
+	}
+	if alg != k.alg {
+		return nil, invalid("token algorithm " + quoteShort(alg) + " not accepted for its key")
+	}
+	return k.key, nil
 }
 
 // reason turns a library error into the *Error the client sees (always 401).

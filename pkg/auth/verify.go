@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"time"
@@ -28,10 +29,16 @@ type Config struct {
 	PublicKey string `envconfig:"AUTH_PUBLIC_KEY"`
 	// PublicKeyFile is a file holding the PEM public key (CHAT_AUTH_PUBLIC_KEY_FILE).
 	PublicKeyFile string `envconfig:"AUTH_PUBLIC_KEY_FILE"`
+	// JWKSURL is an identity provider's JSON Web Key Set: the token's "kid" selects the
+	// key (CHAT_AUTH_JWKS_URL).
+	JWKSURL string `envconfig:"AUTH_JWKS_URL"`
+	// JWKSRefresh is how old the fetched key set may get before it is fetched again
+	// (CHAT_AUTH_JWKS_REFRESH).
+	JWKSRefresh time.Duration `envconfig:"AUTH_JWKS_REFRESH" default:"5m"`
 	// Issuer, if set, must equal the token's "iss" (CHAT_AUTH_ISSUER).
 	Issuer string `envconfig:"AUTH_ISSUER"`
 	// Audience must be one of the token's "aud" (CHAT_AUTH_AUDIENCE); "*" accepts any.
-	// Required with a public key; optional with an HS256 secret.
+	// Required with a public key or a JWKS; optional with an HS256 secret.
 	Audience string `envconfig:"AUTH_AUDIENCE"`
 	// Leeway is the clock skew tolerated on exp, nbf and iat (CHAT_AUTH_LEEWAY).
 	Leeway time.Duration `envconfig:"AUTH_LEEWAY" default:"30s"`
@@ -42,17 +49,32 @@ const AnyAudience = "*"
 
 // Enabled reports whether a key is configured.
 func (c Config) Enabled() bool {
-	return c.HS256Secret != "" || c.PublicKey != "" || c.PublicKeyFile != ""
+	return c.HS256Secret != "" || c.PublicKey != "" || c.PublicKeyFile != "" || c.JWKSURL != ""
 }
 
-// Verifier checks tokens against one key.
+// Option adjusts NewVerifier.
+type Option func(*Verifier)
+
+// WithLogger is where the verifier reports JWKS fetches and their failures (default
+// slog.Default()).
+func WithLogger(log *slog.Logger) Option {
+	return func(v *Verifier) {
+		if log != nil {
+			v.log = log
+		}
+	}
+}
+
+// Verifier checks tokens against one key or a JWKS.
 type Verifier struct {
-	static   key // the configured key
+	static   key     // the one configured key (no JWKS)
+	keys     *keySet // the JWKS (nil: static)
 	algs     []string
 	issuer   string
 	audience string
 	leeway   time.Duration
 	now      func() time.Time
+	log      *slog.Logger
 	parser   *jwt.Parser
 }
 
@@ -62,26 +84,31 @@ type key struct {
 	key any // []byte, *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey
 }
 
-// NewVerifier builds the verifier for cfg; (nil, nil) when auth is disabled.
-func NewVerifier(cfg Config) (*Verifier, error) {
+// NewVerifier builds the verifier for cfg; (nil, nil) when auth is disabled. With a JWKS
+// it fetches the key set once (bounded by a timeout); if that fails it logs and returns
+// the verifier anyway: tokens are refused (401) until a later fetch succeeds.
+func NewVerifier(cfg Config, opts ...Option) (*Verifier, error) {
 	if !cfg.Enabled() {
 		return nil, nil
 	}
 	n := 0
-	for _, s := range []string{cfg.HS256Secret, cfg.PublicKey, cfg.PublicKeyFile} {
+	for _, s := range []string{cfg.HS256Secret, cfg.PublicKey, cfg.PublicKeyFile, cfg.JWKSURL} {
 		if s != "" {
 			n++
 		}
 	}
 	if n > 1 {
-		return nil, errors.New("auth: set only one of CHAT_AUTH_HS256_SECRET, CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE")
+		return nil, errors.New("auth: set only one of CHAT_AUTH_HS256_SECRET, CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE, CHAT_AUTH_JWKS_URL")
 	}
-	v := &Verifier{issuer: cfg.Issuer, audience: cfg.Audience, leeway: max(cfg.Leeway, 0), now: time.Now}
+	v := &Verifier{issuer: cfg.Issuer, audience: cfg.Audience, leeway: max(cfg.Leeway, 0), now: time.Now, log: slog.Default()}
+	for _, o := range opts {
+		o(v)
+	}
 	if cfg.HS256Secret == "" && cfg.Audience == "" {
-		// A public key usually belongs to an identity provider that signs tokens for
-		// other applications too: without an audience check any of them would be
-		// accepted here.
-		return nil, errors.New("auth: CHAT_AUTH_AUDIENCE is required with a public key (the audience this chat's tokens carry; * accepts any)")
+		// A public key or a JWKS usually belongs to an identity provider that signs
+		// tokens for other applications too: without an audience check any of them
+		// would be accepted here.
+		return nil, errors.New("auth: CHAT_AUTH_AUDIENCE is required with a public key or a JWKS (the audience this chat's tokens carry; * accepts any)")
 	}
 	switch {
 	case cfg.HS256Secret != "":
@@ -90,6 +117,13 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		}
 		v.static = key{alg: HS256, key: []byte(cfg.HS256Secret)}
 		v.algs = []string{HS256}
+	case cfg.JWKSURL != "":
+		ks, err := newKeySet(cfg.JWKSURL, cfg.JWKSRefresh, func() time.Time { return v.now() }, v.log)
+		if err != nil {
+			return nil, err
+		}
+		v.keys = ks
+		v.algs = []string{RS256, ES256, EdDSA}
 	default:
 		data := []byte(cfg.PublicKey)
 		if cfg.PublicKeyFile != "" {
@@ -123,6 +157,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		popts = append(popts, jwt.WithAudience(v.audience))
 	}
 	v.parser = jwt.NewParser(popts...)
+	if v.keys != nil {
+		v.keys.load()
+	}
 	return v, nil
 }
 
@@ -170,11 +207,14 @@ func ParsePublicKey(data []byte) (any, error) {
 	return nil, fmt.Errorf("auth: public key type %T not supported (RSA, ECDSA or Ed25519)", k)
 }
 
-// Algorithm is the one "alg" the verifier accepts.
+// Algorithm is the one "alg" a static key accepts; "" with a JWKS (each key fixes its
+// own).
 func (v *Verifier) Algorithm() string { return v.static.alg }
 
 // Verify checks the token's signature, algorithm, exp, nbf, iat and the configured iss
-// and aud, and that it names an author. Every failure is an *Error with Status 401.
+// and aud, and that it names an author. Every failure is an *Error with Status 401. With
+// a JWKS a token whose kid is not in the cached set may wait for one refetch (bounded by
+// the fetch timeout, at most one fetch per jwksMinInterval).
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	c, err := v.parse(token)
 	if err != nil {
