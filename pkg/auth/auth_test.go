@@ -319,16 +319,33 @@ func TestFromRequest(t *testing.T) {
 
 func FuzzVerify(f *testing.F) {
 	v, _ := NewVerifier(Config{HS256Secret: secret})
+	// An ES256 public-key verifier too: the library's ECDSA path and the key-pinned alg.
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&ecKey.PublicKey)
+	es, err := NewVerifier(Config{PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), Audience: "*"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(mustSignF(f, claims(nil)))
+	esTok, err := SignWithKeyID(ecKey, "k1", claims(nil))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(esTok)
 	f.Add("a.b.c")
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Fuzz(func(t *testing.T, tok string) {
-		c, err := v.Verify(tok)
-		if err == nil && c == nil {
-			t.Fatal("nil claims without error")
-		}
-		if err != nil && Status(err) != http.StatusUnauthorized {
-			t.Fatalf("status %d", Status(err))
+		for _, v := range []*Verifier{v, es} {
+			c, err := v.Verify(tok)
+			if err == nil && c == nil {
+				t.Fatal("nil claims without error")
+			}
+			if err != nil && Status(err) != http.StatusUnauthorized {
+				t.Fatalf("status %d", Status(err))
+			}
 		}
 	})
 }
