@@ -143,14 +143,16 @@ func (s *keySet) fetch(done chan struct{}) {
 		s.keys, s.fetched = keys, s.now()
 	}
 	s.inflight = nil
-	close(done)
 	s.mu.Unlock()
+	// Logged before waking the waiters, so a NewVerifier that returns has logged its
+	// first fetch's outcome.
 	switch {
 	case err != nil:
 		s.log.Warn("auth: JWKS fetch failed; keeping the previous keys", "err", err)
 	case changed:
 		s.log.Info("auth: JWKS keys loaded", "keys", len(keys), "skipped", skipped)
 	}
+	close(done)
 }
 
 func (s *keySet) get() (map[string]key, int, error) {
