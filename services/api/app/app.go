@@ -56,8 +56,9 @@ type Config struct {
 	// believed for the client address (CHAT_TRUSTED_PROXIES). Empty: the peer address.
 	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
 	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_HS256_SECRET,
-	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE, CHAT_AUTH_ISSUER,
-	// CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY): posts and history reads then need a token
+	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE or CHAT_AUTH_JWKS_URL; with
+	// CHAT_AUTH_ISSUER, CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY, CHAT_AUTH_JWKS_REFRESH, see
+	// pkg/auth): posts and history reads then need a token
 	// allowing the room, and the author is the token's name (else sub).
 	auth.Config
 }
@@ -93,7 +94,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api config: %w", err)
 	}
-	verifier, err := auth.NewVerifier(cfg.Config)
+	verifier, err := auth.NewVerifier(cfg.Config, auth.WithLogger(deps.Log))
 	if err != nil {
 		return nil, fmt.Errorf("api config: %w", err)
 	}

@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream info: %w", err)
 	}
-	verifier, err := auth.NewVerifier(cfg.Config)
+	verifier, err := auth.NewVerifier(cfg.Config, auth.WithLogger(deps.Log))
 	if err != nil {
 		return nil, fmt.Errorf("pusher config: %w", err)
 	}
