@@ -199,9 +199,9 @@ func TestK8sDeployments(t *testing.T) {
 					t.Errorf("env %s missing", k)
 				}
 			}
-			if svc == "pusher" {
+			if svc == "pusher" || svc == "api" {
 				if _, ok := env["CHAT_ALLOWED_ORIGINS"]; !ok {
-					t.Error("CHAT_ALLOWED_ORIGINS missing")
+					t.Errorf("%s: CHAT_ALLOWED_ORIGINS missing", svc)
 				}
 			}
 			// Probes must reach the port the service listens on (CHAT_HTTP_ADDR).
