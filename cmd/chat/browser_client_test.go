@@ -363,6 +363,17 @@ func TestBrowserClientStopsOnAuthFailure(t *testing.T) {
 	tb.eval(`client.token = ` + jsString(signToken(t, secret, "ann", time.Now().Add(time.Hour))) + `, client.connect(), ''`)
 	tb.waitLive()
 	tb.waitTexts("m1", "m2")
+
+	// A getToken that throws, or gives back the refused token, has no fresh token either:
+	// the client stops the same way (the bad token is refused at its first frame: 4401).
+	for _, getToken := range []string{`() => { throw new Error('no session') }`, `() => Promise.resolve('bad-token')`} {
+		before := ws.upgrades.Load()
+		tb.eval(`client.getToken = ` + getToken + `, client.disconnect(), client.token = 'bad-token', client.connect(), ''`)
+		tb.poll(`client.state === 'auth_failed'`)
+		if n := ws.upgrades.Load(); n != before+1 {
+			t.Fatalf("getToken %s: %d upgrades, want 1", getToken, n-before)
+		}
+	}
 	tb.checkNoExceptions()
 	ui.checkNoExceptions()
 }

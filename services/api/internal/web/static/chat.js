@@ -261,16 +261,11 @@
     _freshToken(refused, info) {
       if (!this.getToken) return Promise.resolve(null);
       if (!this._tokenRefresh) {
-        this._tokenRefresh = (async () => {
-          try {
-            return await this.getToken(info);
-          } catch (e) {
-            console.error('chat: getToken', e);
-            return null;
-          } finally {
-            this._tokenRefresh = null;
-          }
-        })();
+        const p = Promise.resolve()
+          .then(() => this.getToken(info))
+          .catch((e) => { console.error('chat: getToken', e); return null; });
+        this._tokenRefresh = p;
+        p.finally(() => { if (this._tokenRefresh === p) this._tokenRefresh = null; });
       }
       return this._tokenRefresh.then((t) => {
         if (typeof t !== 'string' || !t || t === refused) return null;
@@ -296,9 +291,10 @@
     // _authClosed handles a websocket closed with 4401/4403: reconnect with a fresh token, or
     // stop and say so.
     async _authClosed(refused, code, reason) {
-      this._setState('reconnecting');
       // A post may have refreshed the token since this socket sent it.
-      const t = this.token && this.token !== refused ? this.token : await this._freshToken(refused, { source: 'ws', code });
+      const changed = this.token && this.token !== refused;
+      if (changed || this.getToken) this._setState('reconnecting');
+      const t = changed ? this.token : await this._freshToken(refused, { source: 'ws', code });
       if (!this._wanted || this._ws) return; // disconnect() or connect() meanwhile
       if (t) { this._scheduleReconnect(); return; }
       this._wanted = false;
