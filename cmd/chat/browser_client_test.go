@@ -374,6 +374,12 @@ func TestBrowserClientStopsOnAuthFailure(t *testing.T) {
 			t.Fatalf("getToken %s: %d upgrades, want 1", getToken, n-before)
 		}
 	}
+	// Those failures leave nothing behind: a getToken with a fresh token is used next time.
+	good := jsString(signToken(t, secret, "ann", time.Now().Add(time.Hour)))
+	tb.eval(`client.getToken = () => ` + good + `, client.disconnect(), client.token = 'bad-token', client.connect(), ''`)
+	tb.poll(`client.state === 'live' && client.token === ` + good)
+	postWithToken(t, sys.url, room, admin, "m3")
+	tb.waitTexts("m1", "m2", "m3")
 	tb.checkNoExceptions()
 	ui.checkNoExceptions()
 }
