@@ -117,6 +117,23 @@ func pagePost(tb *tab, room, text string) string {
 
 func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/ws" }
 
+// TestAllowedOriginsAllInOne: one CHAT_ALLOWED_ORIGINS configures the api (CORS) and
+// the pusher (websocket Origin check) of the all-in-one alike.
+func TestAllowedOriginsAllInOne(t *testing.T) {
+	t.Setenv("CHAT_ALLOWED_ORIGINS", "https://a.example,http://b.example:8000")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "https://a.example http://b.example:8000"
+	if got := strings.Join(cfg.API.AllowedOrigins, " "); got != want {
+		t.Errorf("api AllowedOrigins %q, want %q", got, want)
+	}
+	if got := strings.Join(cfg.Pusher.AllowedOrigins, " "); got != want {
+		t.Errorf("pusher AllowedOrigins %q, want %q", got, want)
+	}
+}
+
 // TestBrowserOtherOrigin: a page served from another origin listed in
 // CHAT_ALLOWED_ORIGINS posts, reads history and receives live messages through
 // new ChatClient({baseURL}) (CORS on the api, the Origin check on the pusher); a page
