@@ -55,6 +55,10 @@ type Config struct {
 	// TrustedProxies lists proxy IPs or CIDRs, comma-separated, whose X-Forwarded-For is
 	// believed for the client address (CHAT_TRUSTED_PROXIES). Empty: the peer address.
 	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
+	// AllowedOrigins are browser Origins (scheme://host[:port], comma-separated, "*": any)
+	// answered with CORS headers, so pages there can use the api (CHAT_ALLOWED_ORIGINS,
+	// the setting the pushers check websocket Origins against). Empty: same origin only.
+	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
 	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_HS256_SECRET,
 	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE or CHAT_AUTH_JWKS_URL; with
 	// CHAT_AUTH_ISSUER, CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY, CHAT_AUTH_JWKS_REFRESH, see
@@ -121,6 +125,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		HistoryTimeout: cfg.HistoryTimeout,
 		RetryAfter:     cfg.RetryAfter,
 		UI:             web.Handler(),
+		AllowedOrigins: cfg.AllowedOrigins,
 		Metrics:        deps.Metrics,
 		Log:            deps.Log,
 	})

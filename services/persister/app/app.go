@@ -43,8 +43,9 @@ type Config struct {
 	AckWait time.Duration `envconfig:"ACK_WAIT" default:"30s"`
 	// WriteTimeout bounds one batch insert (capped at AckWait/2).
 	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s"`
-	// RetryMin and RetryMax bound the redelivery delay after a failed write: RetryMin
-	// doubled per earlier delivery of the message, at most RetryMax.
+	// RetryMin and RetryMax set the redelivery delay after a failed write: RetryMin
+	// doubled per earlier delivery of the message, at most RetryMax, of which a random
+	// half to all is waited (jitter).
 	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"250ms"`
 	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s"`
 	// PendingInterval is how often the consumer's pending counts are polled for metrics.

@@ -47,6 +47,8 @@ type Options struct {
 	HistoryTimeout time.Duration // per history query; <= 0 means 5s
 	RetryAfter     time.Duration // Retry-After on 503; <= 0 means 2s
 	UI             http.Handler  // GET / and static files
+	// AllowedOrigins get CORS answers (scheme://host[:port] each, "*" any; see cors.go).
+	AllowedOrigins []string
 	Metrics        *prometheus.Registry
 	Log            *slog.Logger
 }
@@ -56,6 +58,7 @@ type Server struct {
 	o        Options
 	log      *slog.Logger
 	metrics  *metrics
+	origins  origins
 	draining atomic.Bool
 	inflight inflight
 	handler  http.Handler
@@ -79,9 +82,13 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, log: o.Log, metrics: m}
+	allowed, err := parseOrigins(o.AllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, log: o.Log, metrics: m, origins: allowed}
 	s.inflight.init()
-	s.handler = s.middleware(s.routes())
+	s.handler = s.middleware(s.cors(s.routes()))
 	return s, nil
 }
 

@@ -183,7 +183,7 @@ func (p *Persister) settle(it *item) error {
 	case errors.As(it.err, &ie):
 		return it.msg.TermWithReason(headerValue(ie.Reason))
 	default:
-		return it.msg.NakWithDelay(retryDelay(p.cfg.RetryMin, p.cfg.RetryMax, max(it.delivered, 1)))
+		return it.msg.NakWithDelay(retryJittered(p.cfg.RetryMin, p.cfg.RetryMax, max(it.delivered, 1)))
 	}
 }
 

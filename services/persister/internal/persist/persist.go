@@ -46,8 +46,9 @@ type Config struct {
 	// WriteTimeout bounds one insert (default 10s; never more than AckWait/2, so a slow
 	// write is given up before its messages are redelivered).
 	WriteTimeout time.Duration
-	// RetryMin and RetryMax bound the redelivery delay after a failed write: RetryMin
-	// doubled per earlier delivery, at most RetryMax (defaults 250ms and 30s).
+	// RetryMin and RetryMax set the redelivery delay after a failed write: RetryMin
+	// doubled per earlier delivery, at most RetryMax (defaults 250ms and 30s), of which a
+	// random half to all is waited (jitter, see backoff.go).
 	RetryMin, RetryMax time.Duration
 	// PendingInterval is how often the consumer's pending counts are read for the
 	// metrics (default 5s).
