@@ -167,3 +167,21 @@ func TestNewMessageAndPayload(t *testing.T) {
 		t.Fatal("invalid id accepted")
 	}
 }
+
+// TestEncodingsAreByteExact pins both encodings byte for byte: the client JSON (api
+// answers, history, websocket frames) and the payload published to the stream.
+func TestEncodingsAreByteExact(t *testing.T) {
+	m := Message{ID: "k:1", Room: "r-1", Name: "Ann <b>", Message: "x & y\n\"q\"\t\u2028\u2029 \x01\\ é🙂\xff",
+		SentAt: time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.FixedZone("X", 3600)), Seq: 18446744073709551615}
+	const fields = `"id":"k:1","room":"r-1","name":"Ann <b>","message":"x & y\n\"q\"\t\u2028\u2029 \u0001\\ é🙂\ufffd","sent_at":"2026-11-26T11:00:00.123Z"`
+	for _, c := range []struct{ got, want string }{
+		{string(m.AppendJSON([]byte("pre"), "")), `pre{` + fields + `,"seq":18446744073709551615}`},
+		{string(m.AppendJSON(nil, "message")), `{"type":"message",` + fields + `,"seq":18446744073709551615}`},
+		{string(m.AppendJSON(nil, `a"b`)), `{"type":"a\"b",` + fields + `,"seq":18446744073709551615}`},
+		{string(m.AppendPayload([]byte("pre"))), `pre{` + fields + `}`},
+	} {
+		if c.got != c.want {
+			t.Errorf("got  %s\nwant %s", c.got, c.want)
+		}
+	}
+}

@@ -135,20 +135,9 @@ func FromStored(s Stored, epoch time.Time) (Message, error) {
 	return m, nil
 }
 
-// AppendPayload appends the JSON payload the api publishes for m (everything but seq).
-func (m *Message) AppendPayload(dst []byte) []byte {
-	dst = append(dst, `{"id":`...)
-	dst = appendString(dst, m.ID)
-	dst = append(dst, `,"room":`...)
-	dst = appendString(dst, m.Room)
-	dst = append(dst, `,"name":`...)
-	dst = appendString(dst, m.Name)
-	dst = append(dst, `,"message":`...)
-	dst = appendString(dst, m.Message)
-	dst = append(dst, `,"sent_at":"`...)
-	dst = m.SentAt.UTC().AppendFormat(dst, TimeLayout)
-	return append(dst, `"}`...)
-}
+// AppendPayload appends the JSON payload the api publishes for m: the client encoding
+// without seq (see appendObject).
+func (m *Message) AppendPayload(dst []byte) []byte { return m.appendObject(dst, "", false) }
 
 // NATSMsg is the NATS message that publishes m: subject of its room, Nats-Msg-Id = id.
 func (m *Message) NATSMsg() *nats.Msg {
