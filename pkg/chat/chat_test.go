@@ -185,3 +185,28 @@ func TestEncodingsAreByteExact(t *testing.T) {
 		}
 	}
 }
+// TestNewIDIsUnguessable: ids the api generates carry 80 bits of fresh randomness each,
+// also within one millisecond (a monotonic ULID source would make the next id the
+// previous one plus a small step, guessable by whoever saw one).
+func TestNewIDIsUnguessable(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	const n = 64
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = NewID(now)
+		if len(ids[i]) != 26 || ids[i][:10] != ids[0][:10] {
+			t.Fatalf("id %q: want a ULID of timestamp %q", ids[i], ids[0][:10])
+		}
+	}
+	increasing := true
+	for i := 1; i < n; i++ {
+		// Characters 10..17 are the high 40 bits of the entropy.
+		if ids[i][10:18] == ids[i-1][10:18] {
+			t.Fatalf("ids %q and %q share their high entropy bits", ids[i-1], ids[i])
+		}
+		increasing = increasing && ids[i] > ids[i-1]
+	}
+	if increasing {
+		t.Fatalf("%d ids of one millisecond are strictly increasing: the entropy is a counter", n)
+	}
+}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -42,9 +43,14 @@ func NewMessage(p Post, now time.Time) (Message, error) {
 	return m, nil
 }
 
-// NewID returns a new sortable message id (a ULID).
+// NewID returns a new message id: a ULID (sortable by time) whose 80 bits of entropy come
+// fresh from crypto/rand for every id. Not ulid's default source: that one is seeded from
+// the clock and monotonic (the next id of a millisecond is the previous plus a small
+// step), so whoever saw one id could guess the next, and take it as an Idempotency-Key
+// first. Ids of one millisecond are therefore not ordered among themselves; seq is the
+// order.
 func NewID(now time.Time) string {
-	return ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
+	return ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
 }
 
 // Publisher publishes chat messages for Go services that talk to NATS directly.
