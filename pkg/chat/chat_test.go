@@ -185,6 +185,7 @@ func TestEncodingsAreByteExact(t *testing.T) {
 		}
 	}
 }
+
 // TestNewIDIsUnguessable: ids the api generates carry 80 bits of fresh randomness each,
 // also within one millisecond (a monotonic ULID source would make the next id the
 // previous one plus a small step, guessable by whoever saw one).
@@ -208,5 +209,28 @@ func TestNewIDIsUnguessable(t *testing.T) {
 	}
 	if increasing {
 		t.Fatalf("%d ids of one millisecond are strictly increasing: the entropy is a counter", n)
+	}
+}
+
+func TestResolveRoom(t *testing.T) {
+	for _, c := range []struct{ in, want string }{{"", DefaultRoom}, {DefaultRoom, DefaultRoom}, {"r-1_X", "r-1_X"}} {
+		r, err := ResolveRoom(c.in)
+		if err != nil || r.String() != c.want {
+			t.Errorf("ResolveRoom(%q) = %q, %v; want %q", c.in, r, err, c.want)
+		}
+	}
+	if (Room{}).String() != DefaultRoom {
+		t.Error("the zero Room is not the default room")
+	}
+	var fe *FieldError
+	for _, bad := range []string{"a b", "a.b", strings.Repeat("r", 65)} {
+		if _, err := ResolveRoom(bad); !errors.As(err, &fe) || fe.Field != "room" {
+			t.Errorf("ResolveRoom(%q) = %v, want a room FieldError", bad, err)
+		}
+	}
+	r, _ := ResolveRoom("lobby")
+	m, err := r.NewMessage(" n ", " t ", "", time.Now())
+	if err != nil || m.Room != "lobby" || m.Name != "n" || m.Message != "t" || ValidID(m.ID) != nil {
+		t.Fatalf("Room.NewMessage = %+v, %v", m, err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package chat is the shared contract of the chat services: the message type and its
 // validation, the NATS subjects and streams, how a stored stream message becomes a chat
-// message (including ids for messages other services publish without one), and a small
-// publisher that other Go services can use.
+// message (including ids for messages other services publish without one), and a Poster
+// that other Go services can post with.
 package chat
 
 import (
