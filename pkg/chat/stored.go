@@ -29,18 +29,23 @@ func StoredFromMsg(m jetstream.Msg) (Stored, error) {
 	if err != nil {
 		return Stored{}, fmt.Errorf("message metadata: %w", err)
 	}
-	return Stored{
-		Subject: m.Subject(),
-		MsgID:   m.Headers().Get(HeaderMsgID),
-		Data:    m.Data(),
-		Seq:     md.Sequence.Stream,
-		Time:    md.Timestamp,
-	}, nil
+	return StoredWithMetadata(m, md), nil
+}
+
+// StoredWithMetadata reads a consumed JetStream message whose metadata the caller has
+// already read (the persister also needs its delivery count).
+func StoredWithMetadata(m jetstream.Msg, md *jetstream.MsgMetadata) Stored {
+	return storedFrom(m.Subject(), m.Headers(), m.Data(), md.Sequence.Stream, md.Timestamp)
 }
 
 // StoredFromRaw reads a message fetched with a (direct) get.
 func StoredFromRaw(r *jetstream.RawStreamMsg) Stored {
-	return Stored{Subject: r.Subject, MsgID: r.Header.Get(HeaderMsgID), Data: r.Data, Seq: r.Sequence, Time: r.Time}
+	return storedFrom(r.Subject, r.Header, r.Data, r.Sequence, r.Time)
+}
+
+// storedFrom is the one reader of a stored message's headers.
+func storedFrom(subject string, h nats.Header, data []byte, seq uint64, t time.Time) Stored {
+	return Stored{Subject: subject, MsgID: h.Get(HeaderMsgID), Data: data, Seq: seq, Time: t}
 }
 
 // InvalidError explains why a stored payload is not a valid chat message. Its Reason goes
