@@ -17,7 +17,7 @@ import (
 
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/services/api/internal/publish"
+	"github.com/chatrt/chat/services/api/internal/stream"
 )
 
 // HeaderIdempotencyKey makes a post idempotent: the key becomes the message id.
@@ -79,18 +79,18 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		return http.StatusServiceUnavailable
 	}
 	defer s.inflight.leave()
-	if !s.o.Publisher.Connected() {
+	if !s.o.Stream.Connected() {
 		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "message broker unavailable")
 		return http.StatusServiceUnavailable
 	}
 	start := time.Now()
-	stored, duplicate, err := s.o.Publisher.Publish(r.Context(), m)
+	stored, duplicate, err := s.o.Stream.Append(r.Context(), m)
 	switch {
 	case err == nil:
 		s.metrics.ackSeconds.Observe(time.Since(start).Seconds())
 		writeMessage(w, http.StatusCreated, &stored)
 		return http.StatusCreated
-	case errors.Is(err, publish.ErrOriginalUnusable):
+	case errors.Is(err, stream.ErrOriginalUnusable):
 		s.log.Warn("idempotent post", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "err", err)
 		writeError(w, http.StatusConflict, "Idempotency-Key was already used for a message that is no longer available")
 		return http.StatusConflict
