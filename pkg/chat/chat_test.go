@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestNormalizeMessage(t *testing.T) {
@@ -151,7 +153,7 @@ func TestNewMessageAndPayload(t *testing.T) {
 	if err != nil || m.Room != DefaultRoom || len(m.ID) != 26 {
 		t.Fatalf("got %+v, %v", m, err)
 	}
-	nm := m.NATSMsg()
+	nm := m.NATSMsg("")
 	if nm.Subject != "chat.messages.general" || nm.Header.Get(HeaderMsgID) != m.ID {
 		t.Fatalf("nats msg %q %v", nm.Subject, nm.Header)
 	}
@@ -232,5 +234,70 @@ func TestResolveRoom(t *testing.T) {
 	m, err := r.NewMessage(" n ", " t ", "", time.Now())
 	if err != nil || m.Room != "lobby" || m.Name != "n" || m.Message != "t" || ValidID(m.ID) != nil {
 		t.Fatalf("Room.NewMessage = %+v, %v", m, err)
+	}
+}
+
+func TestAuthorID(t *testing.T) {
+	if AuthorID("iss", "") != "" || AuthorID("", "") != "" {
+		t.Fatal("no subject must mean no author")
+	}
+	a := AuthorID("https://idp", "ann")
+	if a != AuthorID("https://idp", "ann") {
+		t.Fatal("not deterministic")
+	}
+	seen := map[string]string{a: "idp/ann"}
+	for _, c := range [][2]string{{"https://idp", "bob"}, {"https://other", "ann"}, {"", "ann"}, {"https://idpann", ""}, {"https://id", "pann"}, {"", "https://idpann"}} {
+		id := AuthorID(c[0], c[1])
+		if id == "" && c[1] != "" {
+			t.Fatalf("AuthorID(%q, %q) is empty", c[0], c[1])
+		}
+		if id == "" {
+			continue
+		}
+		if prev, dup := seen[id]; dup {
+			t.Fatalf("AuthorID(%q, %q) = AuthorID of %s", c[0], c[1], prev)
+		}
+		seen[id] = c[0] + "/" + c[1]
+	}
+	// Whatever the subject holds, the id is short, printable ASCII and safe in a header.
+	for _, sub := range []string{"ann", "a\r\nNats-Msg-Id: x", strings.Repeat("é", 5000), "\x00"} {
+		id := AuthorID("iss", sub)
+		if len(id) > 64 || strings.Contains(id, sub) {
+			t.Fatalf("AuthorID(%q) = %q", sub, id)
+		}
+		for _, c := range []byte(id) {
+			if c <= ' ' || c >= 0x7f {
+				t.Fatalf("AuthorID(%q) = %q has byte %#x", sub, id, c)
+			}
+		}
+	}
+}
+
+// TestAuthorHeader: NATSMsg records the author; every reader of a stored message gets it
+// back in Stored.Author, and it never reaches the Message (clients, history).
+func TestAuthorHeader(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	m, err := NewMessage(Post{Room: "r", Name: "a", Message: "b"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := m.NATSMsg("").Header; len(h.Values(HeaderAuthor)) != 0 {
+		t.Fatalf("anonymous message has %s: %v", HeaderAuthor, h)
+	}
+	author := AuthorID("iss", "ann")
+	nm := m.NATSMsg(author)
+	if nm.Header.Get(HeaderAuthor) != author || nm.Header.Get(HeaderMsgID) != m.ID || string(nm.Data) != string(m.AppendPayload(nil)) {
+		t.Fatalf("nats msg %v %s", nm.Header, nm.Data)
+	}
+	st := StoredFromRaw(&jetstream.RawStreamMsg{Subject: nm.Subject, Header: nm.Header, Data: nm.Data, Sequence: 9, Time: now})
+	if st.Author != author || st.MsgID != m.ID || st.Seq != 9 {
+		t.Fatalf("stored %+v", st)
+	}
+	back, err := FromStored(st, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := back.MarshalJSON(); strings.Contains(string(b), author) {
+		t.Fatalf("the author id reached the message JSON: %s", b)
 	}
 }

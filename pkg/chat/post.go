@@ -101,7 +101,7 @@ func (p *Poster) Post(ctx context.Context, post Post) (m Message, duplicate bool
 	if err != nil {
 		return Message{}, false, err
 	}
-	ack, err := p.js.PublishMsg(ctx, m.NATSMsg(), jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(StreamName))
+	ack, err := p.js.PublishMsg(ctx, m.NATSMsg(""), jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(StreamName))
 	if err != nil {
 		return Message{}, false, fmt.Errorf("publish %s: %w", m.ID, err)
 	}

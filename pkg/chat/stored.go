@@ -18,9 +18,12 @@ import (
 type Stored struct {
 	Subject string
 	MsgID   string // the Nats-Msg-Id header, if any
-	Data    []byte
-	Seq     uint64    // stream sequence
-	Time    time.Time // when JetStream stored it
+	// Author is the Chat-Author header: who posted it (an AuthorID), when the api knew.
+	// It never becomes part of a Message: it is not sent to clients nor kept in history.
+	Author string
+	Data   []byte
+	Seq    uint64    // stream sequence
+	Time   time.Time // when JetStream stored it
 }
 
 // StoredFromMsg reads a consumed JetStream message.
@@ -45,7 +48,7 @@ func StoredFromRaw(r *jetstream.RawStreamMsg) Stored {
 
 // storedFrom is the one reader of a stored message's headers.
 func storedFrom(subject string, h nats.Header, data []byte, seq uint64, t time.Time) Stored {
-	return Stored{Subject: subject, MsgID: h.Get(HeaderMsgID), Data: data, Seq: seq, Time: t}
+	return Stored{Subject: subject, MsgID: h.Get(HeaderMsgID), Author: h.Get(HeaderAuthor), Data: data, Seq: seq, Time: t}
 }
 
 // InvalidError explains why a stored payload is not a valid chat message. Its Reason goes
@@ -144,10 +147,14 @@ func FromStored(s Stored, epoch time.Time) (Message, error) {
 // without seq (see appendObject).
 func (m *Message) AppendPayload(dst []byte) []byte { return m.appendObject(dst, "", false) }
 
-// NATSMsg is the NATS message that publishes m: subject of its room, Nats-Msg-Id = id.
-func (m *Message) NATSMsg() *nats.Msg {
+// NATSMsg is the NATS message that publishes m: subject of its room, Nats-Msg-Id = id,
+// and Chat-Author = author when author (an AuthorID) is not empty.
+func (m *Message) NATSMsg(author string) *nats.Msg {
 	msg := nats.NewMsg(Subject(m.Room))
 	msg.Header.Set(HeaderMsgID, m.ID)
+	if author != "" {
+		msg.Header.Set(HeaderAuthor, author)
+	}
 	msg.Data = m.AppendPayload(make([]byte, 0, 96+len(m.Name)+len(m.Message)))
 	return msg
 }

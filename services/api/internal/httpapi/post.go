@@ -69,7 +69,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		writeHTTPError(w, herr)
 		return herr.status
 	}
-	m, herr := s.readPost(w, r, pathRoom, claims)
+	m, author, herr := s.readPost(w, r, pathRoom, claims)
 	if herr != nil {
 		writeHTTPError(w, herr)
 		return herr.status
@@ -84,12 +84,17 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		return http.StatusServiceUnavailable
 	}
 	start := time.Now()
-	stored, duplicate, err := s.o.Stream.Append(r.Context(), m)
+	stored, duplicate, err := s.o.Stream.Append(r.Context(), m, author)
 	switch {
 	case err == nil:
 		s.metrics.ackSeconds.Observe(time.Since(start).Seconds())
 		writeMessage(w, http.StatusCreated, &stored)
 		return http.StatusCreated
+	case errors.Is(err, stream.ErrKeyInUse):
+		// Another room's or author's message: say nothing of it, not even which.
+		s.log.Info("idempotency key in use", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID)
+		writeError(w, http.StatusConflict, "Idempotency-Key is already in use by another room or author: use a new key")
+		return http.StatusConflict
 	case errors.Is(err, stream.ErrOriginalUnusable):
 		s.log.Warn("idempotent post", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "err", err)
 		writeError(w, http.StatusConflict, "Idempotency-Key was already used for a message that is no longer available")
@@ -107,31 +112,32 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 // readPost checks the route, content type, size and fields of a post and builds the
 // message to publish, in this order: the room is resolved once (path, body, default),
 // then authorized, then the message is built in it. With claims (auth on), the token must
-// allow the room and its name is the author: a name in the body is ignored.
-func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom string, claims *auth.Claims) (chat.Message, *httpError) {
+// allow the room and its name is the author: a name in the body is ignored; author is
+// then the token's chat.AuthorID (else "": anonymous), which scopes the Idempotency-Key.
+func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom string, claims *auth.Claims) (m chat.Message, author string, herr *httpError) {
 	// The path's room is checked before the body is read (the documented check order).
 	var path *chat.Room
 	if pathRoom != "" {
 		room, err := chat.ResolveRoom(pathRoom)
 		if err != nil {
-			return chat.Message{}, badRequest("%v", err)
+			return chat.Message{}, "", badRequest("%v", err)
 		}
 		path = &room
 	}
 	kind, herr := bodyKind(r.Header.Get("Content-Type"))
 	if herr != nil {
-		return chat.Message{}, herr
+		return chat.Message{}, "", herr
 	}
 	if r.ContentLength > MaxBodyBytes {
-		return chat.Message{}, tooLarge()
+		return chat.Message{}, "", tooLarge()
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return chat.Message{}, tooLarge()
+			return chat.Message{}, "", tooLarge()
 		}
-		return chat.Message{}, badRequest("reading body: %v", err)
+		return chat.Message{}, "", badRequest("reading body: %v", err)
 	}
 	var b postBody
 	if kind == "json" {
@@ -140,36 +146,37 @@ func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom strin
 		herr = decodeForm(data, &b)
 	}
 	if herr != nil {
-		return chat.Message{}, herr
+		return chat.Message{}, "", herr
 	}
 	room, herr := resolveRoom(path, deref(b.Room))
 	if herr != nil {
-		return chat.Message{}, herr
+		return chat.Message{}, "", herr
 	}
 	name := deref(b.Name)
 	if claims != nil {
 		if herr := authorize(claims, room.String()); herr != nil {
-			return chat.Message{}, herr
+			return chat.Message{}, "", herr
 		}
-		author, err := claims.Author()
-		if err != nil {
-			return chat.Message{}, &httpError{status: auth.Status(err), reason: err.Error()}
+		// The token names the author: its name replaces the body's, and its subject is
+		// the AuthorID recorded with the message.
+		if name, err = claims.Author(); err != nil {
+			return chat.Message{}, "", &httpError{status: auth.Status(err), reason: err.Error()}
 		}
-		name = author
+		author = chat.AuthorID(claims.Issuer, claims.Subject)
 	}
 	key, herr := idempotencyKey(r.Header)
 	if herr != nil {
-		return chat.Message{}, herr
+		return chat.Message{}, "", herr
 	}
-	m, err := room.NewMessage(name, deref(b.Message), key, time.Now())
+	m, err = room.NewMessage(name, deref(b.Message), key, time.Now())
 	if err != nil {
 		var fe *chat.FieldError
 		if errors.As(err, &fe) && fe.Field == "id" {
-			return chat.Message{}, badRequest("Idempotency-Key: %s", fe.Reason)
+			return chat.Message{}, "", badRequest("Idempotency-Key: %s", fe.Reason)
 		}
-		return chat.Message{}, badRequest("%v", err)
+		return chat.Message{}, "", badRequest("%v", err)
 	}
-	return m, nil
+	return m, author, nil
 }
 
 // resolveRoom decides a post's room, the one place that does: the path's (resolved before

@@ -22,10 +22,11 @@ import (
 // MaxBodyBytes is the largest POST body accepted (contract: 65,536 bytes).
 const MaxBodyBytes = 65536
 
-// Stream appends a validated message to the CHAT stream and returns it as stored (with
-// its seq). *stream.Appender implements it.
+// Stream appends a validated message, posted by author (a chat.AuthorID, "" when
+// anonymous), to the CHAT stream and returns it as stored (with its seq).
+// *stream.Appender implements it.
 type Stream interface {
-	Append(ctx context.Context, m chat.Message) (stored chat.Message, duplicate bool, err error)
+	Append(ctx context.Context, m chat.Message, author string) (stored chat.Message, duplicate bool, err error)
 	Connected() bool
 	Status() string
 }

@@ -22,6 +22,11 @@ var ErrUnavailable = errors.New("message broker unavailable")
 // message (gone from the stream, or not a valid chat message).
 var ErrOriginalUnusable = errors.New("original message of this id is unavailable")
 
+// ErrKeyInUse means the id (an Idempotency-Key) already names a message of another room
+// or another author: the key is scoped, so this is not a retry of that post, and nothing
+// of that message may be disclosed.
+var ErrKeyInUse = errors.New("id is in use by a message of another room or author")
+
 // codeDuplicateInProcess is JetStream's "duplicate message id is in process" (a clustered
 // stream has not committed the first publish of this id yet): retry shortly.
 const codeDuplicateInProcess jetstream.ErrorCode = 10158
@@ -76,18 +81,20 @@ func (a *Appender) Connected() bool { return a.nc.Status() == nats.CONNECTED }
 // Status is the NATS connection status, for readiness.
 func (a *Appender) Status() string { return a.nc.Status().String() }
 
-// Append publishes m to its room's subject (with Nats-Msg-Id = m.ID) and waits for
+// Append publishes m, posted by author (a chat.AuthorID, "" when anonymous), to its
+// room's subject with Nats-Msg-Id = m.ID and Chat-Author = author, and waits for
 // JetStream's ack. It returns the stored message: m with its seq, or, when JetStream
-// reports a duplicate, the message stored first under that id (duplicate = true). Every
-// error wraps ErrUnavailable, ErrOriginalUnusable or ctx's error.
-func (a *Appender) Append(ctx context.Context, m chat.Message) (stored chat.Message, duplicate bool, err error) {
+// reports a duplicate, the message stored first under that id (duplicate = true) if it
+// has the same room and author; else ErrKeyInUse. Every error wraps ErrUnavailable,
+// ErrOriginalUnusable, ErrKeyInUse or ctx's error.
+func (a *Appender) Append(ctx context.Context, m chat.Message, author string) (stored chat.Message, duplicate bool, err error) {
 	if !a.Connected() {
 		return chat.Message{}, false, fmt.Errorf("publish %s: %w: nats %s", m.ID, ErrUnavailable, a.nc.Status())
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	for {
-		ack, err := a.publishOnce(ctx, &m)
+		ack, err := a.publishOnce(ctx, &m, author)
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeDuplicateInProcess {
 			select {
@@ -104,7 +111,7 @@ func (a *Appender) Append(ctx context.Context, m chat.Message) (stored chat.Mess
 			m.Seq = ack.Sequence
 			return m, false, nil
 		}
-		orig, err := a.original(ctx, ack.Sequence)
+		orig, err := a.original(ctx, ack.Sequence, m.Room, author)
 		if err != nil {
 			return chat.Message{}, true, fmt.Errorf("publish %s: duplicate of seq %d: %w", m.ID, ack.Sequence, err)
 		}
@@ -112,7 +119,7 @@ func (a *Appender) Append(ctx context.Context, m chat.Message) (stored chat.Mess
 	}
 }
 
-func (a *Appender) publishOnce(ctx context.Context, m *chat.Message) (*jetstream.PubAck, error) {
+func (a *Appender) publishOnce(ctx context.Context, m *chat.Message, author string) (*jetstream.PubAck, error) {
 	stall := a.timeout
 	if d, ok := ctx.Deadline(); ok {
 		stall = time.Until(d)
@@ -120,7 +127,7 @@ func (a *Appender) publishOnce(ctx context.Context, m *chat.Message) (*jetstream
 	if stall <= 0 {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, context.DeadlineExceeded)
 	}
-	paf, err := a.js.PublishMsgAsync(m.NATSMsg(),
+	paf, err := a.js.PublishMsgAsync(m.NATSMsg(author),
 		jetstream.WithMsgID(m.ID),
 		jetstream.WithExpectStream(chat.StreamName),
 		jetstream.WithStallWait(stall))
@@ -144,8 +151,10 @@ func (a *Appender) publishOnce(ctx context.Context, m *chat.Message) (*jetstream
 	}
 }
 
-// original reads the message stored at seq (direct get) as a chat message.
-func (a *Appender) original(ctx context.Context, seq uint64) (chat.Message, error) {
+// original reads the message stored at seq (direct get) as a chat message, if it is
+// scoped like the duplicate: same room, same author. Its scope is checked before its
+// payload is even decoded.
+func (a *Appender) original(ctx context.Context, seq uint64, room, author string) (chat.Message, error) {
 	if seq == 0 {
 		return chat.Message{}, fmt.Errorf("%w: ack without sequence", ErrUnavailable)
 	}
@@ -156,7 +165,11 @@ func (a *Appender) original(ctx context.Context, seq uint64) (chat.Message, erro
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("%w: get seq %d: %v", ErrUnavailable, seq, err)
 	}
-	m, err := chat.FromStored(chat.StoredFromRaw(raw), a.epoch)
+	st := chat.StoredFromRaw(raw)
+	if st.Subject != chat.Subject(room) || st.Author != author {
+		return chat.Message{}, ErrKeyInUse
+	}
+	m, err := chat.FromStored(st, a.epoch)
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("%w: %v", ErrOriginalUnusable, err)
 	}

@@ -48,7 +48,7 @@ func message(t *testing.T) chat.Message {
 func TestNoAckInTimeIsUnavailable(t *testing.T) {
 	p, count := fakeAppender(t, 300*time.Millisecond, func(int32, *nats.Msg) {})
 	start := time.Now()
-	_, _, err := p.Append(context.Background(), message(t))
+	_, _, err := p.Append(context.Background(), message(t), "")
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
@@ -72,7 +72,7 @@ func TestDuplicateInProcessIsRetried(t *testing.T) {
 		}
 		_ = m.Respond([]byte(`{"stream":"CHAT","seq":7}`))
 	})
-	got, dup, err := p.Append(context.Background(), message(t))
+	got, dup, err := p.Append(context.Background(), message(t), "")
 	if err != nil || dup || got.Seq != 7 || got.ID != "key-1" {
 		t.Fatalf("got %+v dup=%v err=%v", got, dup, err)
 	}
@@ -85,7 +85,7 @@ func TestOtherAPIErrorIsUnavailable(t *testing.T) {
 	p, _ := fakeAppender(t, 2*time.Second, func(_ int32, m *nats.Msg) {
 		_ = m.Respond([]byte(`{"error":{"code":503,"err_code":10077,"description":"resource limits exceeded for account"}}`))
 	})
-	if _, _, err := p.Append(context.Background(), message(t)); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := p.Append(context.Background(), message(t), ""); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
 }
@@ -93,7 +93,7 @@ func TestOtherAPIErrorIsUnavailable(t *testing.T) {
 func TestDisconnectedPublishesNothing(t *testing.T) {
 	p, count := fakeAppender(t, 2*time.Second, func(_ int32, m *nats.Msg) { _ = m.Respond([]byte(`{"stream":"CHAT","seq":1}`)) })
 	p.nc.Close()
-	if _, _, err := p.Append(context.Background(), message(t)); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := p.Append(context.Background(), message(t), ""); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
 	if count.Load() != 0 {
