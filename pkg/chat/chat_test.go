@@ -180,7 +180,8 @@ func TestEncodingsAreByteExact(t *testing.T) {
 		{string(m.AppendJSON([]byte("pre"), "")), `pre{` + fields + `,"seq":18446744073709551615}`},
 		{string(m.AppendJSON(nil, "message")), `{"type":"message",` + fields + `,"seq":18446744073709551615}`},
 		{string(m.AppendJSON(nil, `a"b`)), `{"type":"a\"b",` + fields + `,"seq":18446744073709551615}`},
-		{string(m.AppendPayload([]byte("pre"))), `pre{` + fields + `}`},
+		{string(m.AppendPayload([]byte("p,re"))), `p,re{` + fields + `}`},
+		{string((&Message{SentAt: m.SentAt}).AppendPayload(nil)), `{"id":"","room":"","name":"","message":"","sent_at":"2026-11-26T11:00:00.123Z"}`},
 	} {
 		if c.got != c.want {
 			t.Errorf("got  %s\nwant %s", c.got, c.want)

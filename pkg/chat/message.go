@@ -32,14 +32,10 @@ func (m Message) MarshalJSON() ([]byte, error) {
 }
 
 // AppendJSON appends the message as a JSON object to dst. A non-empty typ adds a leading
-// "type" field, which is how the pusher frames messages for websocket clients.
-func (m *Message) AppendJSON(dst []byte, typ string) []byte { return m.appendObject(dst, typ, true) }
-
-// appendObject is the one encoder of a message's fields, shared by AppendJSON (clients:
-// with seq) and AppendPayload (the stream: no seq, JetStream assigns it), so their names,
-// order and formats cannot drift apart. Both wrappers inline: the pusher's per-message
-// encode pays one call, as before they shared it.
-func (m *Message) appendObject(dst []byte, typ string, withSeq bool) []byte {
+// "type" field, which is how the pusher frames messages for websocket clients. It is the
+// one encoder of a message's fields: AppendPayload is its output without seq, so the
+// two encodings cannot drift apart.
+func (m *Message) AppendJSON(dst []byte, typ string) []byte {
 	dst = append(dst, '{')
 	if typ != "" {
 		dst = append(dst, `"type":`...)
@@ -56,9 +52,6 @@ func (m *Message) appendObject(dst []byte, typ string, withSeq bool) []byte {
 	dst = appendString(dst, m.Message)
 	dst = append(dst, `,"sent_at":"`...)
 	dst = m.SentAt.UTC().AppendFormat(dst, TimeLayout)
-	if !withSeq {
-		return append(dst, `"}`...)
-	}
 	dst = append(dst, `","seq":`...)
 	dst = strconv.AppendUint(dst, m.Seq, 10)
 	return append(dst, '}')

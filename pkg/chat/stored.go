@@ -143,9 +143,15 @@ func FromStored(s Stored, epoch time.Time) (Message, error) {
 	return m, nil
 }
 
-// AppendPayload appends the JSON payload the api publishes for m: the client encoding
-// without seq (see appendObject).
-func (m *Message) AppendPayload(dst []byte) []byte { return m.appendObject(dst, "", false) }
+// AppendPayload appends the JSON payload the api publishes for m: AppendJSON's encoding
+// without its last field, seq, which JetStream assigns. (AppendJSON stays the pusher's
+// hot path exactly as it was; the api pays a backward scan over a few bytes.)
+func (m *Message) AppendPayload(dst []byte) []byte {
+	start := len(dst)
+	dst = m.AppendJSON(dst, "")
+	cut := start + bytes.LastIndexByte(dst[start:], ',') // the comma of `,"seq":N}`
+	return append(dst[:cut], '}')
+}
 
 // NATSMsg is the NATS message that publishes m: subject of its room, Nats-Msg-Id = id,
 // and Chat-Author = author when author (an AuthorID) is not empty.
