@@ -15,8 +15,8 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
-	"github.com/chatrt/chat/services/api/internal/publish"
 	"github.com/chatrt/chat/services/api/internal/ratelimit"
+	"github.com/chatrt/chat/services/api/internal/stream"
 	"github.com/chatrt/chat/services/api/internal/web"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	}
 	// A stream this service creates continues after what MongoDB holds.
 	cfg.Stream.NextSeq = store.NextSeq
-	pub, err := publish.New(ctx, deps.NATS, publish.Options{
+	appender, err := stream.New(ctx, deps.NATS, stream.Options{
 		Stream:     cfg.Stream,
 		MaxPending: cfg.PublishMaxPending,
 		Timeout:    cfg.PublishTimeout,
@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	srv, err := httpapi.New(httpapi.Options{
-		Publisher:      pub,
+		Stream:         appender,
 		History:        store,
 		Limiter:        ratelimit.New(cfg.RateLimit, cfg.RateBurst),
 		Clients:        clients,

@@ -65,7 +65,7 @@ func TestAppStoresAndServesProbes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.PublishMsg(ctx, msg.NATSMsg()); err != nil {
+	if _, err := js.PublishMsg(ctx, msg.NATSMsg("")); err != nil {
 		t.Fatal(err)
 	}
 	store := history.New(mc)

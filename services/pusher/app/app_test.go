@@ -28,7 +28,7 @@ type env struct {
 	nats  *chattest.NATS
 	mongo *chattest.Mongo
 	js    jetstream.JetStream
-	pub   *chat.Publisher
+	pub   *chat.Poster
 	store *history.Store
 }
 
@@ -41,7 +41,7 @@ func newEnv(t *testing.T, opts chat.StreamOptions) *env {
 	if _, err := chat.EnsureStreams(ctx, e.js, opts); err != nil {
 		t.Fatal(err)
 	}
-	e.pub = chat.NewPublisher(e.js)
+	e.pub = chat.NewPoster(e.js)
 	e.store = history.New(e.mongo.Connect(t))
 	return e
 }
@@ -84,7 +84,7 @@ func (e *env) publish(room string, n int) []chat.Message {
 	e.t.Helper()
 	var out []chat.Message
 	for i := 0; i < n; i++ {
-		m, _, err := e.pub.Publish(context.Background(), chat.Post{Room: room, Name: "n", Message: fmt.Sprintf("%s-%d", room, i)})
+		m, _, err := e.pub.Post(context.Background(), chat.Post{Room: room, Name: "n", Message: fmt.Sprintf("%s-%d", room, i)})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -220,7 +220,7 @@ func TestResumeAcrossMongoStreamAndLiveWhilePublishing(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 40; i++ {
-			m, _, err := e.pub.Publish(context.Background(), chat.Post{Room: "r", Name: "n", Message: fmt.Sprint("live-", i)})
+			m, _, err := e.pub.Post(context.Background(), chat.Post{Room: "r", Name: "n", Message: fmt.Sprint("live-", i)})
 			if err != nil {
 				t.Error(err)
 				return
@@ -316,7 +316,7 @@ func TestSlowClientEvictedWithoutSlowingOthers(t *testing.T) {
 	go func() {
 		defer close(sent)
 		for i := 0; i < total; i++ {
-			m, _, err := e.pub.Publish(context.Background(), chat.Post{Room: "r", Name: "n", Message: big})
+			m, _, err := e.pub.Post(context.Background(), chat.Post{Room: "r", Name: "n", Message: big})
 			if err != nil {
 				t.Error(err)
 				return

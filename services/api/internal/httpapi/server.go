@@ -22,9 +22,11 @@ import (
 // MaxBodyBytes is the largest POST body accepted (contract: 65,536 bytes).
 const MaxBodyBytes = 65536
 
-// Publisher publishes a validated message and returns it as stored (with its seq).
-type Publisher interface {
-	Publish(ctx context.Context, m chat.Message) (stored chat.Message, duplicate bool, err error)
+// Stream appends a validated message, posted by author (a chat.AuthorID, "" when
+// anonymous), to the CHAT stream and returns it as stored (with its seq).
+// *stream.Appender implements it.
+type Stream interface {
+	Append(ctx context.Context, m chat.Message, author string) (stored chat.Message, duplicate bool, err error)
 	Connected() bool
 	Status() string
 }
@@ -39,7 +41,7 @@ type History interface {
 
 // Options configure a Server.
 type Options struct {
-	Publisher      Publisher
+	Stream         Stream
 	History        History
 	Limiter        *ratelimit.Limiter // nil: no rate limit
 	Auth           *auth.Verifier     // nil: no authentication

@@ -50,8 +50,7 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 		if it.delivered > 1 {
 			p.met.redeliveries.Inc()
 		}
-		it.stored = chat.Stored{Subject: jm.Subject(), MsgID: jm.Headers().Get(chat.HeaderMsgID),
-			Data: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
+		it.stored = chat.StoredWithMetadata(jm, md)
 		needEpoch = needEpoch || it.stored.MsgID == ""
 	}
 	// Only messages without Nats-Msg-Id may need a derived id, hence the epoch.

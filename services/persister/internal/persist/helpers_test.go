@@ -145,7 +145,7 @@ func (e *env) apiMessage(t *testing.T, room, name, text string) chat.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Seq = e.publish(t, m.NATSMsg())
+	m.Seq = e.publish(t, m.NATSMsg(""))
 	return m
 }
 
@@ -247,7 +247,7 @@ func (e *env) publishN(t *testing.T, room string, n int) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := e.js.PublishMsgAsync(m.NATSMsg())
+		f, err := e.js.PublishMsgAsync(m.NATSMsg(""))
 		if err != nil {
 			t.Fatal(err)
 		}

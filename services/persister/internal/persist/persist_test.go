@@ -324,10 +324,10 @@ func TestSameIDOutsideDuplicateWindowStoredOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := e.publish(t, m.NATSMsg())
+	first := e.publish(t, m.NATSMsg(""))
 	var second uint64
 	chattest.Eventually(t, 10*time.Second, func() bool {
-		ack, err := e.js.PublishMsg(context.Background(), m.NATSMsg())
+		ack, err := e.js.PublishMsg(context.Background(), m.NATSMsg(""))
 		if err != nil || ack.Duplicate {
 			return false
 		}
