@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
@@ -15,11 +16,14 @@ import (
 type Backlog struct {
 	src   *Source
 	store *history.Store // nil: JetStream only
+	last  lastSeqAsk
 }
 
 // NewBacklog returns a backlog over the source's stream and store.
 func NewBacklog(src *Source, store *history.Store) *Backlog {
-	return &Backlog{src: src, store: store}
+	b := &Backlog{src: src, store: store}
+	b.last = lastSeqAsk{fetch: b.streamLastSeq, timeout: 5 * time.Second}
+	return b
 }
 
 func (b *Backlog) firstSeq(ctx context.Context) (uint64, error) {
@@ -31,8 +35,11 @@ func (b *Backlog) firstSeq(ctx context.Context) (uint64, error) {
 	return info.State.FirstSeq, nil
 }
 
-// LastSeq is the stream's last seq.
-func (b *Backlog) LastSeq(ctx context.Context) (uint64, error) {
+// LastSeq is the stream's last seq, read after the call began (concurrent calls share
+// requests, see lastSeqAsk).
+func (b *Backlog) LastSeq(ctx context.Context) (uint64, error) { return b.last.get(ctx) }
+
+func (b *Backlog) streamLastSeq(ctx context.Context) (uint64, error) {
 	stream, _ := b.src.Current()
 	info, err := stream.Info(ctx)
 	if err != nil {
