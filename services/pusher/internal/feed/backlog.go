@@ -14,14 +14,22 @@ import (
 // Backlog serves ranges of a room older than the hub's window: from JetStream while the
 // stream still holds them, from MongoDB below the stream's first sequence.
 type Backlog struct {
-	src   *Source
-	store *history.Store // nil: JetStream only
-	last  lastSeqAsk
+	src    *Source
+	store  *history.Store // nil: JetStream only
+	filter ReplayFilter   // nil: none
+	last   lastSeqAsk
 }
 
-// NewBacklog returns a backlog over the source's stream and store.
-func NewBacklog(src *Source, store *history.Store) *Backlog {
-	b := &Backlog{src: src, store: store}
+// ReplayFilter drops the later copies of a message id from a batch read from JetStream
+// (MongoDB holds one copy per id, the lowest seq).
+type ReplayFilter interface {
+	Replay(ctx context.Context, msgs []chat.Message) []chat.Message
+}
+
+// NewBacklog returns a backlog over the source's stream and store; filter (optional)
+// filters what it reads from JetStream.
+func NewBacklog(src *Source, store *history.Store, filter ReplayFilter) *Backlog {
+	b := &Backlog{src: src, store: store, filter: filter}
 	b.last = lastSeqAsk{fetch: b.streamLastSeq, timeout: 5 * time.Second}
 	return b
 }
@@ -85,6 +93,9 @@ func (b *Backlog) Fetch(ctx context.Context, room string, after, upTo uint64, li
 			} else if now > start {
 				continue
 			}
+		}
+		if b.filter != nil {
+			msgs = b.filter.Replay(ctx, msgs)
 		}
 		return msgs, next, nil
 	}
