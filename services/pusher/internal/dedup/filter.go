@@ -75,11 +75,11 @@ func (c *Config) defaults() {
 // Filter is the node's duplicate filter (a feed.Sink in front of the hub, and the
 // backlog's replay filter).
 type Filter struct {
-	cfg   Config
-	sink  Sink
-	store Store // nil: the index alone decides
-	log   *slog.Logger
-	met   metrics
+	cfg     Config
+	sink    Sink
+	store   Store // nil: the index alone decides
+	log     *slog.Logger
+	met     metrics
 	now     func() time.Time
 	created time.Time     // the index's horizon until Warm moves it back
 	wake    chan struct{} // a store check is waiting
