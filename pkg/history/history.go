@@ -87,8 +87,8 @@ func (d *doc) message() chat.Message {
 // the stream (published without Nats-Msg-Id, or again after the duplicate window) is one
 // message: the copy with the lowest seq, whatever order the copies are written in. So a
 // message whose id is already stored replaces the stored copy only if its seq is lower
-// (one more unordered bulk write for all of them); otherwise it is skipped. Redelivered
-// batches are idempotent.
+// (one query for the stored seqs, and one unordered bulk write if any is lower);
+// otherwise it is skipped. Redelivered batches are idempotent.
 func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -105,15 +105,32 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 	if !ok {
 		return fmt.Errorf("insert %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
 	}
-	models := make([]mongo.WriteModel, 0, len(dups))
+	// Usually a redelivery: the stored copies are these very ones. Read the stored seqs
+	// (one indexed query) and replace only the copies stored with a higher seq; the
+	// replace is conditional, so a concurrent writer cannot make it keep a higher one.
+	ids := make([]string, len(dups))
+	for k, i := range dups {
+		ids[k] = docs[i].ID
+	}
+	stored, err := s.Seqs(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("keep the lowest seq of %d stored ids (first %s): %w", len(dups), ids[0], err)
+	}
+	var models []mongo.WriteModel
 	for _, i := range dups {
 		d := &docs[i]
+		if seq, ok := stored[d.ID]; ok && seq <= uint64(d.Seq) {
+			continue
+		}
 		models = append(models, mongo.NewReplaceOneModel().
 			SetFilter(bson.D{{Key: "_id", Value: d.ID}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: d.Seq}}}}).
 			SetReplacement(d))
 	}
+	if len(models) == 0 {
+		return nil
+	}
 	if _, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-		return fmt.Errorf("keep the lowest seq of %d stored ids (first %s): %w", len(dups), docs[dups[0]].ID, err)
+		return fmt.Errorf("keep the lowest seq of %d stored ids (first %s): %w", len(models), ids[0], err)
 	}
 	return nil
 }
