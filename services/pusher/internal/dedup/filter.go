@@ -86,6 +86,7 @@ type Filter struct {
 
 	mu      sync.Mutex
 	idx     *index
+	early   early
 	rooms   map[string]*held // rooms with a message waiting for a store check
 	pending []*entry         // waiting for a store check, not yet asked
 	maxSeq  uint64           // highest seq given to the sink
@@ -109,6 +110,7 @@ func New(cfg Config, sink Sink, store Store, reg prometheus.Registerer, log *slo
 		rooms: make(map[string]*held)}
 	f.created = f.now()
 	f.idx = newIndex(cfg.IndexBytes, f.created)
+	f.early = early{max: earlyMax}
 	f.met = newMetrics(reg, f)
 	return f
 }
@@ -133,10 +135,21 @@ func (f *Filter) decide(m *chat.Message, now time.Time) verdict {
 	if derived(m.ID, m.Seq) {
 		return deliver
 	}
+	if seq, ok := f.early.get(m.ID); ok && seq < m.Seq {
+		return drop
+	}
 	f.idx.put(m.ID, m.Seq, now)
-	if t, ok := createdAt(m.ID); ok && !t.Before(f.idx.horizon.Add(f.cfg.Skew)) && !t.After(now.Add(f.cfg.Skew)) {
-		// Every copy was stored after t-Skew, i.e. after the horizon: they are indexed.
-		return deliver
+	if t, ok := createdAt(m.ID); ok {
+		if t.After(now.Add(f.cfg.Skew)) {
+			// Made "in the future" (a clock ahead): its time proves nothing now, and a later
+			// copy could arrive once that time is inside the coverage while this one has left
+			// the index. Remember it until the horizon passes its time.
+			f.early.put(m.ID, m.Seq, t, f.idx.horizon.Add(f.cfg.Skew))
+		} else if !t.Before(f.idx.horizon.Add(f.cfg.Skew)) && f.early.trusts(t, f.idx.horizon.Add(f.cfg.Skew)) {
+			// Every copy was stored after t-Skew, i.e. after the horizon: they are indexed
+			// (or, made early, in f.early).
+			return deliver
+		}
 	}
 	if f.store == nil {
 		return deliver

@@ -254,3 +254,48 @@ func TestReplayKeepsLowestCopies(t *testing.T) {
 		t.Fatalf("replay kept %v, want [5 8 9]", got)
 	}
 }
+
+// A ULID made with a clock a minute ahead: its first copy asks the store (its time proves
+// nothing yet). Its second copy comes a minute later, when that time is inside the
+// coverage and the index has forgotten the first copy: it must not be trusted to be new.
+func TestEarlyULIDIsRemembered(t *testing.T) {
+	now := t0.Add(time.Minute)
+	st := &store{seqs: map[string]uint64{}}
+	f, rec := newTest(t, st, 3*(26+entryOverhead), &now)
+	early := ulidAt(now.Add(time.Minute), 9)
+	f.Publish(msg("r", early, 1))
+	waitFor(t, rec, 1)
+	for i := range 5 { // the index forgets the first copy
+		now = now.Add(time.Second)
+		f.Publish(msg("r", ulidAt(now, byte(i)), uint64(2+i)))
+	}
+	now = now.Add(time.Minute)
+	st.mu.Lock()
+	st.seqs[early] = 1
+	st.mu.Unlock()
+	f.Publish(msg("r", early, 10))
+	f.Publish(msg("r", ulidAt(now, 7), 11))
+	got := waitFor(t, rec, 7)
+	if len(got) != 7 || got[6] != "r:11" {
+		t.Fatalf("delivered %v: the second copy of the early ULID (seq 10) was pushed", got)
+	}
+}
+
+// A flood of ids made far ahead fills the early set; the id made latest is forgotten and
+// every ULID made from its time on asks the store until the horizon passes it.
+func TestEarlyOverflowDistrusts(t *testing.T) {
+	e := early{max: 2}
+	covered := t0
+	e.put("a", 1, t0.Add(time.Hour), covered)
+	e.put("b", 2, t0.Add(3*time.Hour), covered)
+	e.put("c", 3, t0.Add(2*time.Hour), covered) // full: forgets b, the latest
+	if _, ok := e.get("b"); ok || len(e.ids) != 2 {
+		t.Fatalf("early holds %v", e.ids)
+	}
+	if e.trusts(t0.Add(3*time.Hour), covered) || !e.trusts(t0.Add(time.Hour), covered) {
+		t.Fatal("ULIDs made from b's time on must ask the store; earlier ones need not")
+	}
+	if !e.trusts(t0.Add(4*time.Hour), t0.Add(3*time.Hour+time.Second)) {
+		t.Fatal("once the horizon passed b's time, the distrust ends")
+	}
+}
