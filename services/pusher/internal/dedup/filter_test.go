@@ -281,21 +281,29 @@ func TestEarlyULIDIsRemembered(t *testing.T) {
 	}
 }
 
-// A flood of ids made far ahead fills the early set; the id made latest is forgotten and
-// every ULID made from its time on asks the store until the horizon passes it.
+// A flood of ids made far ahead fills the early set; the ids made latest are forgotten
+// and ULIDs made within the span of their times ask the store until the horizon passes
+// all of them.
 func TestEarlyOverflowDistrusts(t *testing.T) {
 	e := early{max: 2}
 	covered := t0
-	e.put("a", 1, t0.Add(time.Hour), covered)
-	e.put("b", 2, t0.Add(3*time.Hour), covered)
-	e.put("c", 3, t0.Add(2*time.Hour), covered) // full: forgets b, the latest
+	at := func(h int) time.Time { return t0.Add(time.Duration(h) * time.Hour) }
+	e.put("a", 1, at(1), covered)
+	e.put("b", 2, at(3), covered)
+	e.put("c", 3, at(2), covered) // full: forgets b, the latest
+	e.put("d", 4, at(5), covered) // full: forgets d itself
 	if _, ok := e.get("b"); ok || len(e.ids) != 2 {
 		t.Fatalf("early holds %v", e.ids)
 	}
-	if e.trusts(t0.Add(3*time.Hour), covered) || !e.trusts(t0.Add(time.Hour), covered) {
-		t.Fatal("ULIDs made from b's time on must ask the store; earlier ones need not")
+	for h, want := range map[int]bool{1: true, 3: false, 4: false, 5: false, 6: true} {
+		if got := e.trusts(at(h), covered); got != want {
+			t.Errorf("a ULID made at +%dh trusted = %v, want %v", h, got, want)
+		}
 	}
-	if !e.trusts(t0.Add(4*time.Hour), t0.Add(3*time.Hour+time.Second)) {
-		t.Fatal("once the horizon passed b's time, the distrust ends")
+	if e.trusts(at(5), at(4)) {
+		t.Fatal("the horizon passed b's time but not d's: d's must still ask the store")
+	}
+	if !e.trusts(at(7), at(5).Add(time.Second)) || !e.lo.IsZero() {
+		t.Fatal("once the horizon passed every forgotten time, the distrust ends")
 	}
 }
