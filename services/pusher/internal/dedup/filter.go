@@ -320,6 +320,9 @@ func (f *Filter) Replay(ctx context.Context, msgs []chat.Message) []chat.Message
 		if seq, ok := f.idx.get(m.ID); ok && seq < m.Seq || seen[m.ID] {
 			continue
 		}
+		if seq, ok := f.early.get(m.ID); ok && seq < m.Seq {
+			continue
+		}
 		seen[m.ID] = true
 		cand[i] = true
 		if !derived(m.ID, m.Seq) {
