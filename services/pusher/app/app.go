@@ -16,6 +16,7 @@ import (
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/services/pusher/internal/dedup"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
 	"github.com/nats-io/nats.go"
@@ -54,6 +55,11 @@ type Config struct {
 	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"5ms"`
 	// StreamWatch is how often the node checks whether the stream was recreated.
 	StreamWatch time.Duration `envconfig:"STREAM_WATCH" default:"2s"`
+	// DedupIndexBytes bounds the node's index of recent message ids (later stream copies
+	// of an id are not pushed; see dedup); DedupSkew is the clock skew allowed between
+	// whoever made a ULID id and this node (CHAT_DEDUP_INDEX_BYTES, CHAT_DEDUP_SKEW).
+	DedupIndexBytes int           `envconfig:"DEDUP_INDEX_BYTES" default:"16777216"`
+	DedupSkew       time.Duration `envconfig:"DEDUP_SKEW" default:"5s"`
 
 	// MaxConnections caps this node's websockets; beyond it upgrades get 503 + Retry-After
 	// (CHAT_MAX_CONNECTIONS, 0: unlimited).
@@ -93,6 +99,7 @@ type App struct {
 	hub      *hub.Hub
 	gate     *hub.Gate
 	feed     *feed.Feed
+	dedup    *dedup.Filter
 	draining atomic.Bool
 }
 
@@ -127,6 +134,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	}
 	src := feed.NewSource(js, stream, ensure)
 	start := info.State.LastSeq
+	var seqs dedup.Store // a nil *history.Store must stay a nil interface
+	if store != nil {
+		seqs = store
+	}
+	sink := &hubSink{}
+	filter := dedup.New(dedup.Config{IndexBytes: cfg.DedupIndexBytes, Skew: cfg.DedupSkew}, sink, seqs, deps.Metrics, deps.Log)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := filter.Warm(wctx, stream, info.Created, start); err != nil {
+		deps.Log.Warn("duplicate index starts cold", "error", err)
+	}
+	cancel()
 	h := hub.New(hub.Config{
 		Window:        max(cfg.Window, 1),
 		QueueSize:     max(cfg.QueueSize, 2*max(cfg.Window, 1)),
@@ -138,7 +156,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		CloseSpread:   cfg.CloseSpread,
 		AllowedOrigin: cfg.AllowedOrigins,
 		FlushInterval: cfg.FlushInterval,
-	}, start, info.Created, feed.NewBacklog(src, store), deps.Metrics, deps.Log)
+	}, start, info.Created, feed.NewBacklog(src, store, filter), deps.Metrics, deps.Log)
+	sink.Hub = h
 	gate := hub.NewGate(h, hub.GateConfig{
 		Auth:          verifier,
 		AuthTimeout:   cfg.AuthTimeout,
@@ -149,11 +168,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		Clients:       clients,
 	}, deps.Metrics)
 	return &App{
-		cfg:  cfg,
-		deps: deps,
-		hub:  h,
-		gate: gate,
-		feed: feed.New(src, start, cfg.StreamWatch, h, deps.Log),
+		cfg:   cfg,
+		deps:  deps,
+		hub:   h,
+		gate:  gate,
+		feed:  feed.New(src, start, cfg.StreamWatch, filter, deps.Log),
+		dedup: filter,
 	}, nil
 }
 
@@ -186,6 +206,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopFeed()
 	g, gctx := errgroup.WithContext(feedCtx)
 	g.Go(func() error { return a.feed.Run(gctx) })
+	g.Go(func() error { return a.dedup.Run(gctx) })
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():
@@ -209,3 +230,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// hubSink lets the duplicate filter be built before the hub it feeds (the hub's backlog
+// needs the filter); Hub is set before the feed runs.
+type hubSink struct{ *hub.Hub }

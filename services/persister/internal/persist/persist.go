@@ -1,6 +1,7 @@
 // Package persist moves chat messages from the CHAT stream into MongoDB. Every replica
 // pulls from one shared durable consumer, collects batches, writes each batch with one
-// unordered insert (idempotent: a message already stored is skipped), and acknowledges a
+// unordered insert (idempotent: a message already stored is skipped; of two stream
+// copies of one id, the one with the lowest seq is kept), and acknowledges a
 // message only after its batch is written. Invalid payloads are republished to the
 // dead-letter subject and terminated, so they never hold up the messages behind them.
 package persist
@@ -24,8 +25,9 @@ import (
 // ConsumerName is the durable pull consumer on CHAT that all persister replicas share.
 const ConsumerName = "persister"
 
-// Writer stores a batch of messages. Messages already stored must count as success.
-// *history.Store implements it.
+// Writer stores a batch of messages. Messages already stored must count as success; an
+// id stored again with a lower seq must replace the stored copy (the lowest seq is the
+// message). *history.Store implements it.
 type Writer interface {
 	InsertMany(ctx context.Context, msgs []chat.Message) error
 }

@@ -47,7 +47,7 @@
  *                                   //   (after 'auth_failed': set client.token first)
  *   client.close()                  // disconnect for good and forget all rooms
  *
- *   ChatClient.newKey()             // random Idempotency-Key (32 hex chars)
+ *   ChatClient.newKey()             // random Idempotency-Key: a ULID (26 chars, ms time + 80 random bits)
  *   ChatClient.validRoom(room)      // 1-64 chars of [A-Za-z0-9_-]
  *   ChatClient.ChatError            // Error with .status (0 = network), .error (server reason),
  *                                   //   .retryAfter (seconds or null), .key (Idempotency-Key used)
@@ -96,10 +96,31 @@
     }
   }
 
+  // newKey returns a ULID: 10 Crockford base32 chars of the time in ms, then 16 of
+  // cryptographic randomness. Pushers decide an id that encodes its creation time from
+  // their recent-id index alone; any other key costs them a MongoDB check.
+  const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
   function newKey() {
-    const b = new Uint8Array(16);
+    let out = '';
+    let t = Date.now();
+    for (let i = 0; i < 10; i++) {
+      out = CROCKFORD[t % 32] + out;
+      t = Math.floor(t / 32);
+    }
+    const b = new Uint8Array(10);
     global.crypto.getRandomValues(b);
-    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    let acc = 0;
+    let bits = 0;
+    for (const x of b) {
+      acc = (acc << 8) | x;
+      bits += 8;
+      while (bits >= 5) {
+        bits -= 5;
+        out += CROCKFORD[(acc >> bits) & 31];
+      }
+      acc &= (1 << bits) - 1;
+    }
+    return out;
   }
 
   function defaultURL() {
