@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chatrt/chat/pkg/embedded"
+	"github.com/chatrt/chat/harness/embedded"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	apiapp "github.com/chatrt/chat/services/api/app"
