@@ -11,7 +11,7 @@ import (
 func TestConfigErrors(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "x")
 	_ = os.WriteFile(f, []byte("x"), 0o600)
-	for name, cfg := range map[string]Config{
+	for name, cfg := range map[string]NATS{
 		"creds and seed":   {Creds: f, NKeySeedFile: f},
 		"missing creds":    {Creds: "/nonexistent/creds"},
 		"bad seed":         {NKeySeedFile: f},
@@ -22,18 +22,14 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if opts, err := Options(Config{}); err != nil || len(opts) != 0 {
+	if opts, err := Options(NATS{}); err != nil || len(opts) != 0 {
 		t.Fatalf("empty config: %v %v", opts, err)
 	}
 }
 
-func TestFromEnv(t *testing.T) {
-	t.Setenv("CHAT_NATS_CREDS", "/c")
-	t.Setenv("CHAT_NATS_TLS_KEY", "/k")
-	if c := FromEnv(); c.Creds != "/c" || c.TLSKey != "/k" || c.TLSCA != "" {
-		t.Fatalf("%+v", c)
-	}
-	if _, err := EnvOptions(); err == nil {
-		t.Fatal("missing files accepted")
+func TestRedact(t *testing.T) {
+	got := redact("nats://u:secret@a:4222,nats://b:4222,tls://tok@c:4222")
+	if want := "nats://***@a:4222,nats://b:4222,tls://***@c:4222"; got != want {
+		t.Fatalf("redact = %q, want %q", got, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 	return s
 }
 
-func connect(t *testing.T, url string, cfg natsconn.Config) (*nats.Conn, error) {
+func connect(t *testing.T, url string, cfg natsconn.NATS) (*nats.Conn, error) {
 	t.Helper()
 	opts, err := natsconn.Options(cfg)
 	if err != nil {
@@ -73,7 +74,7 @@ func TestNkeyWithPublishPermissions(t *testing.T) {
 		t.Fatal("connected without credentials")
 	}
 	errs := make(chan error, 10)
-	opts, err := natsconn.Options(natsconn.Config{NKeySeedFile: seedFile})
+	opts, err := natsconn.Options(natsconn.NATS{NKeySeedFile: seedFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,9 +136,68 @@ func TestTLS(t *testing.T) {
 		nc.Close()
 		t.Fatal("connected without the CA")
 	}
-	nc, err := connect(t, url, natsconn.Config{TLSCA: caFile})
+	nc, err := connect(t, url, natsconn.NATS{TLSCA: caFile})
 	if err != nil {
 		t.Fatalf("connect with CHAT_NATS_TLS_CA: %v", err)
 	}
 	nc.Close()
+}
+
+// TestConnectShutdown: Connect names the client and Shutdown returns only after the drain
+// has processed what a subscription held.
+func TestConnectShutdown(t *testing.T) {
+	s := startServer(t, &server.Options{})
+	nc, err := natsconn.Connect(natsconn.NATS{URL: s.ClientURL()}, "chat-test", nil, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cz, err := s.Connz(nil); err != nil || len(cz.Conns) != 1 || cz.Conns[0].Name != "chat-test" {
+		t.Fatalf("connz = %+v, %v; want one connection named chat-test", cz, err)
+	}
+	handled := make(chan struct{}, 1)
+	release := make(chan struct{})
+	if _, err := nc.Subscribe("x", func(*nats.Msg) {
+		<-release
+		handled <- struct{}{}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- nc.Shutdown(10 * time.Second) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned before the held message was handled: %v", err)
+	case <-time.After(100 * time.Millisecond): // a negative check: it must still be waiting
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case <-handled:
+	default:
+		t.Fatal("Shutdown returned without the message handled")
+	}
+	if !nc.IsClosed() {
+		t.Fatal("not closed after Shutdown")
+	}
+	if err := nc.Shutdown(time.Second); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+}
+
+func TestConnectErrors(t *testing.T) {
+	if _, err := natsconn.Connect(natsconn.NATS{URL: "nats://127.0.0.1:1", Creds: "/nonexistent"}, "x", nil); err == nil {
+		t.Fatal("missing creds file accepted")
+	}
+	_, err := natsconn.Connect(natsconn.NATS{URL: "nats://u:secret@127.0.0.1:1"}, "x", nil, nats.Timeout(time.Second))
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("connect to a closed port: %v (want an error without the password)", err)
+	}
 }
