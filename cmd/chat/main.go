@@ -56,13 +56,15 @@ type Config struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "chat")
+	// No service key here: each app's records carry its own (service=api, ...); the
+	// process's own records say service=chat.
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	code := 0
 	if cfg, err := loadConfig(); err != nil {
-		log.Error("config", "error", err)
+		log.Error("config", "service", "chat", "error", err)
 		code = 2
 	} else if err := run(ctx, cfg, log); err != nil {
-		log.Error("run", "error", err)
+		log.Error("run", "service", "chat", "error", err)
 		code = 1
 	}
 	stop()
@@ -92,6 +94,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // the consumers, close the connections, stop the embedded servers.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (err error) {
 	defer ln.Close()
+	appLog := log
+	log = log.With("service", "chat")
 	natsURL, mongoURI := cfg.NATSURL, cfg.MongoURI
 	if natsURL == "" {
 		host, port, err := splitAddr(cfg.EmbeddedNATSAddr)
@@ -141,15 +145,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api, err := apiapp.New(ctx, cfg.API, apiapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: log.With("service", "api")})
+	api, err := apiapp.New(ctx, cfg.API, apiapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: appLog.With("service", "api")})
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	persister, err := persisterapp.New(ctx, cfg.Persister, persisterapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: log.With("service", "persister")})
+	persister, err := persisterapp.New(ctx, cfg.Persister, persisterapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: appLog.With("service", "persister")})
 	if err != nil {
 		return fmt.Errorf("persister: %w", err)
 	}
-	pusher, err := pusherapp.New(ctx, cfg.Pusher, pusherapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: log.With("service", "pusher")})
+	pusher, err := pusherapp.New(ctx, cfg.Pusher, pusherapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: appLog.With("service", "pusher")})
 	if err != nil {
 		return fmt.Errorf("pusher: %w", err)
 	}
