@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/auth"
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chromedp/chromedp"
 )
 

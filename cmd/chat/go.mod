@@ -3,6 +3,7 @@ module github.com/chatrt/chat/cmd/chat
 go 1.26.0
 
 require (
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/chatrt/chat/services/api v0.0.0
 	github.com/chatrt/chat/services/persister v0.0.0
@@ -97,3 +98,5 @@ replace github.com/chatrt/chat/services/api => ../../services/api
 replace github.com/chatrt/chat/services/persister => ../../services/persister
 
 replace github.com/chatrt/chat/services/pusher => ../../services/pusher
+
+replace github.com/chatrt/chat/harness => ../../harness

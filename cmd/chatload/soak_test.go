@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/gorilla/websocket"
 )
 

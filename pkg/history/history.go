@@ -40,6 +40,17 @@ func Connect(ctx context.Context, uri string) (*mongo.Client, error) {
 	return c, nil
 }
 
+// Disconnect closes c, waiting up to timeout for connections in use to be returned. Every
+// main calls it last, after the consumers drained.
+func Disconnect(c *mongo.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := c.Disconnect(ctx); err != nil {
+		return fmt.Errorf("disconnect mongodb: %w", err)
+	}
+	return nil
+}
+
 // Store reads and writes chat messages in MongoDB.
 type Store struct {
 	client *mongo.Client

@@ -3,6 +3,7 @@ module github.com/chatrt/chat/services/pusher
 go 1.26.0
 
 require (
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/kelseyhightower/envconfig v1.4.0
@@ -12,6 +13,8 @@ require (
 	golang.org/x/sync v0.25.0
 	golang.org/x/time v0.16.0
 )
+
+require github.com/kylelemons/godebug v1.1.0 // indirect
 
 require (
 	filippo.io/edwards25519 v1.1.0 // indirect
@@ -86,3 +89,5 @@ require (
 )
 
 replace github.com/chatrt/chat/pkg => ../../pkg
+
+replace github.com/chatrt/chat/harness => ../../harness

@@ -14,6 +14,7 @@ import (
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
 	"github.com/chatrt/chat/services/api/internal/ratelimit"
 	"github.com/chatrt/chat/services/api/internal/stream"
@@ -25,8 +26,8 @@ import (
 
 // Config is read with envconfig.Process("chat", &cfg): every field is CHAT_<tag>.
 type Config struct {
-	// NATSURL is the NATS server (CHAT_NATS_URL).
-	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	// NATS is the connection to NATS: CHAT_NATS_URL and the CHAT_NATS_* security settings.
+	natsconn.NATS
 	// MongoURI is the MongoDB holding the history (CHAT_MONGO_URI).
 	MongoURI string `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
 	// HTTPAddr is where the api listens (CHAT_HTTP_ADDR).
@@ -138,6 +139,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 // Handler serves every api route: POST/GET /messages, POST/GET /rooms/{room}/messages,
 // /healthz, /readyz, /metrics and the UI at /.
 func (a *App) Handler() http.Handler { return a.server.Handler() }
+
+// Ready returns nil when the api can take posts (NATS connected, MongoDB answering, not
+// draining), else an error saying what is not. /readyz answers the same.
+func (a *App) Ready(ctx context.Context) error { return a.server.Ready(ctx) }
 
 // Run waits until ctx is done, then drains: /readyz turns 503, new posts get 503, and it
 // returns once the posts in flight are answered (or ShutdownTimeout passes). The caller

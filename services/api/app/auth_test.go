@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/auth"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/services/api/app"
 	"github.com/prometheus/client_golang/prometheus"
 )

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/services/api/app"
 	"github.com/nats-io/nats.go"
 )

@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/services/pusher/internal/dedup"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
 	"github.com/nats-io/nats.go"
@@ -29,7 +31,8 @@ import (
 
 // Config is read from the environment with the prefix CHAT_.
 type Config struct {
-	NATSURL         string             `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	// NATS is the connection to NATS: CHAT_NATS_URL and the CHAT_NATS_* security settings.
+	natsconn.NATS
 	MongoURI        string             `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
 	HTTPAddr        string             `envconfig:"HTTP_ADDR" default:"127.0.0.1:8081"`
 	Stream          chat.StreamOptions `envconfig:"STREAM"`
@@ -187,7 +190,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		natsOK := a.deps.NATS.IsConnected()
 		status := http.StatusOK
-		if !natsOK || a.draining.Load() {
+		if a.Ready(r.Context()) != nil {
 			status = http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, map[string]any{"nats": natsOK, "draining": a.draining.Load(),
@@ -197,6 +200,18 @@ func (a *App) Handler() http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.deps.Metrics, promhttp.HandlerOpts{}))
 	}
 	return mux
+}
+
+// Ready returns nil when the pusher takes websocket clients (NATS connected, not
+// draining), else an error saying what is not. /readyz answers the same.
+func (a *App) Ready(context.Context) error {
+	if a.draining.Load() {
+		return errors.New("draining")
+	}
+	if !a.deps.NATS.IsConnected() {
+		return errors.New("nats unavailable")
+	}
+	return nil
 }
 
 // Run feeds the hub until ctx ends, then drains: readiness goes false, clients are

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/services/pusher/app"
 	"github.com/gorilla/websocket"
@@ -56,6 +56,7 @@ type node struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
+	app    *app.App
 }
 
 // startPusher runs a pusher node against the env's servers and returns its ws URL.
@@ -70,7 +71,7 @@ func (e *env) startPusher(cfg app.Config) *node {
 	}
 	srv := httptest.NewServer(a.Handler())
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws", cancel: cancel, done: make(chan error, 1)}
+	n := &node{url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws", cancel: cancel, done: make(chan error, 1), app: a}
 	go func() { n.done <- a.Run(ctx) }()
 	e.t.Cleanup(func() {
 		cancel()
@@ -345,9 +346,15 @@ func TestShutdownClosesClientsWith1012(t *testing.T) {
 	n := e.startPusher(defaultConfig())
 	c := dial(t, n.url+"?room=r")
 	c.next()
+	if err := n.app.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready = %v, want nil", err)
+	}
 	n.cancel()
 	if code := c.closeCode(); code != 1012 {
 		t.Fatalf("close %d, want 1012", code)
+	}
+	if err := n.app.Ready(context.Background()); err == nil || err.Error() != "draining" {
+		t.Fatalf("Ready while draining = %v, want draining", err)
 	}
 	select {
 	case err := <-n.done:

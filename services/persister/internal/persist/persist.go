@@ -154,7 +154,7 @@ func (p *Persister) Run(ctx context.Context) error {
 			}
 			p.met.errors.Inc()
 			wait := retry.next()
-			p.log.Warn("consumer interrupted; recreating", "err", err, "retry_in", wait)
+			p.log.Warn("consumer interrupted; recreating", "error", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return nil
 			}
@@ -162,7 +162,7 @@ func (p *Persister) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				p.log.Error("ensure consumer", "err", err)
+				p.log.Error("ensure consumer", "error", err)
 				continue
 			}
 			retry.reset()

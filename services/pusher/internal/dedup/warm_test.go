@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 )
 
 // A node that starts indexes what the stream stored just before (within 2*skew), so a
@@ -18,10 +18,10 @@ func TestWarmIndexesRecentStream(t *testing.T) {
 	_, js := n.Connect(t)
 	stream := n.EnsureStreams(t, js)
 	ctx := context.Background()
-	pub := chat.NewPublisher(js)
+	pub := chat.NewPoster(js)
 	var last chat.Message
 	for i := 0; i < 3; i++ {
-		m, _, err := pub.Publish(ctx, chat.Post{Room: "r", Name: "n", Message: "x", ID: "ext-" + string(rune('a'+i))})
+		m, _, err := pub.Post(ctx, chat.Post{Room: "r", Name: "n", Message: "x", ID: "ext-" + string(rune('a'+i))})
 		if err != nil {
 			t.Fatal(err)
 		}

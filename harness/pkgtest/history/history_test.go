@@ -1,3 +1,5 @@
+// Package history_test checks pkg/history against an embedded FerretDB. It lives in the
+// harness module so that pkg's go.mod does not require FerretDB and SQLite.
 package history_test
 
 import (
@@ -6,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/history"
 )
 
