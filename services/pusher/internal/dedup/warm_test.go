@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/harness/chattest"
+	"github.com/chatrt/chat/pkg/chat"
 )
 
 // A node that starts indexes what the stream stored just before (within 2*skew), so a
