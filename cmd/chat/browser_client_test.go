@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/harness/chattest"
+	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chromedp/chromedp"
 )
 
