@@ -19,6 +19,29 @@ build:
 	for s in api persister pusher; do go build -o bin/$$s ./services/$$s; done
 	go build -o bin/chat ./cmd/chat
 
+# Every fuzz target for FUZZTIME each (Go fuzzes one target of one package per run).
+# Crashers land in the package's testdata/fuzz/<Target>/ and must become regression tests.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./pkg/chat:FuzzNormalizeMessage \
+	./pkg/chat:FuzzNormalizeName \
+	./pkg/chat:FuzzFromStored \
+	./pkg/auth:FuzzVerify \
+	./services/api/internal/httpapi:FuzzDecodeJSON \
+	./services/api/internal/httpapi:FuzzDecodeForm \
+	./services/api/internal/httpapi:FuzzBodyKind \
+	./services/api/internal/httpapi:FuzzHistoryQuery \
+	./services/api/internal/httpapi:FuzzReadPost \
+	./services/pusher/internal/hub:FuzzCommand \
+	./services/pusher/internal/hub:FuzzClientBytes
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
 # The service binaries must not link the embedded servers or the test harness (they live
 # in the harness module; only tests, the all-in-one and deploy use it). A dependency that
 # pulls one of them in again fails here.
