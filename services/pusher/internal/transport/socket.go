@@ -31,15 +31,18 @@ type socket struct {
 	sys sysConn       // the descriptor's fast paths (socket_linux.go); zero elsewhere
 }
 
-// Close closes the connection, once; later calls return nil. Under mu, so that it never
-// runs inside a non-blocking write (see tryWrite).
+// Close closes the connection, once; later calls return nil. The flag is set under mu
+// (tryWrite then stops trying); the close itself is outside it, as it always was. A raw
+// write cannot race it into a reused descriptor: it holds the descriptor through
+// syscall.RawConn (socket_linux.go).
 func (c *socket) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	closed := c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if closed {
 		return nil
 	}
-	c.closed = true
 	return c.Conn.Close()
 }
 
