@@ -2,7 +2,7 @@
 # `go test ./...` does not work at a go.work root, so the tests name every module.
 MODULES := $(shell go list -f '{{.Dir}}' -m)
 
-.PHONY: run test vet build fuzz
+.PHONY: run test vet build fuzz check-binaries cross
 
 run:
 	go run ./cmd/chat
@@ -41,3 +41,32 @@ fuzz:
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# The service binaries must not link the embedded servers or the test harness (they live
+# in the harness module; only tests, the all-in-one and deploy use it). A dependency that
+# pulls one of them in again fails here.
+FORBIDDEN_DEPS := github.com/FerretDB/FerretDB|modernc.org/sqlite|github.com/nats-io/nats-server|github.com/chatrt/chat/harness
+
+check-binaries: build
+	@set -e; for s in api persister pusher; do \
+		if go version -m bin/$$s | grep -E '$(FORBIDDEN_DEPS)'; then \
+			echo "bin/$$s links a server or the test harness (see above)"; exit 1; fi; \
+		echo "bin/$$s: no embedded servers"; \
+	done
+
+# Every main package, for each OS × architecture we promise, so a platform-specific
+# file without a portable twin fails CI. Cross builds need no cgo (CGO_ENABLED=0).
+CROSS_OS ?= linux darwin windows
+CROSS_ARCH ?= amd64 arm64
+MAINS := ./services/api ./services/persister ./services/pusher ./cmd/chat ./cmd/chatload \
+	./cmd/chattoken ./deploy/cmd/ferretdb ./deploy/cmd/healthcheck ./deploy/cmd/topology
+
+cross:
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; failed=; for os in $(CROSS_OS); do \
+		for arch in $(CROSS_ARCH); do \
+			echo "cross $$os/$$arch"; \
+			CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -o "$$out/$$os-$$arch/" $(MAINS) || \
+				failed="$$failed $$os/$$arch"; \
+		done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "cross: build failed for$$failed"; exit 1; fi

@@ -138,8 +138,8 @@ func checkEnv(t *testing.T, service string, env types.MappingWithEquals) {
 	if v := env["CHAT_STREAM_REPLICAS"]; v != nil && *v != "3" {
 		t.Errorf("CHAT_STREAM_REPLICAS = %q, want 3 (three NATS servers)", *v)
 	}
-	if service == "pusher" && env["CHAT_ALLOWED_ORIGINS"] == nil {
-		t.Error("pusher: CHAT_ALLOWED_ORIGINS missing")
+	if (service == "pusher" || service == "api") && env["CHAT_ALLOWED_ORIGINS"] == nil {
+		t.Errorf("%s: CHAT_ALLOWED_ORIGINS missing", service)
 	}
 }
 
@@ -177,8 +177,10 @@ func TestComposeEndpoints(t *testing.T) {
 
 func TestComposeAllowedOriginsOverride(t *testing.T) {
 	p := loadCompose(t, "CHAT_ALLOWED_ORIGINS=https://chat.example.com")
-	if v := p.Services["pusher"].Environment["CHAT_ALLOWED_ORIGINS"]; v == nil || *v != "https://chat.example.com" {
-		t.Errorf("CHAT_ALLOWED_ORIGINS = %v, want the value from the environment", v)
+	for _, svc := range []string{"api", "pusher"} {
+		if v := p.Services[svc].Environment["CHAT_ALLOWED_ORIGINS"]; v == nil || *v != "https://chat.example.com" {
+			t.Errorf("%s: CHAT_ALLOWED_ORIGINS = %v, want the value from the environment", svc, v)
+		}
 	}
 	p = loadCompose(t, "CHAT_PORT=9090")
 	if got := p.Services["lb"].Ports[0].Published; got != "9090" {

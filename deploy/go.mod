@@ -5,10 +5,12 @@ go 1.26.0
 tool github.com/nats-io/nats-server/v2
 
 require (
-	// pkg (embedded FerretDB for cmd/ferretdb, history for the topology tests). go.sum
+	// harness (embedded FerretDB for cmd/ferretdb, the fault harness for the topology
+	// tests), pkg (history for the topology tests). go.sum
 	// also keeps the go.mod hashes the workspace needs for this module graph, beyond what
 	// GOWORK=off go mod tidy keeps, so go.work.sum stays unchanged: after a tidy here,
 	// add back what go.work.sum gained.
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/nats-io/nats-server/v2 v2.15.3
@@ -123,3 +125,5 @@ require (
 )
 
 replace github.com/chatrt/chat/pkg => ../pkg
+
+replace github.com/chatrt/chat/harness => ../harness

@@ -36,9 +36,9 @@ var chatServices = []string{"api", "persister", "pusher"}
 // Configuration section (CHAT_NATS_URL, CHAT_MONGO_URI, CHAT_HTTP_ADDR) plus the
 // documented service settings CHAT_STREAM_* (chat.StreamOptions, all services),
 // CHAT_SHUTDOWN_TIMEOUT (all), CHAT_TRUSTED_PROXIES (api) and CHAT_ALLOWED_ORIGINS
-// (pusher).
+// (api and pusher).
 var allowedEnv = map[string][]string{
-	"api":       {"CHAT_NATS_URL", "CHAT_MONGO_URI", "CHAT_HTTP_ADDR", "CHAT_STREAM_REPLICAS", "CHAT_SHUTDOWN_TIMEOUT", "CHAT_TRUSTED_PROXIES"},
+	"api":       {"CHAT_NATS_URL", "CHAT_MONGO_URI", "CHAT_HTTP_ADDR", "CHAT_STREAM_REPLICAS", "CHAT_SHUTDOWN_TIMEOUT", "CHAT_TRUSTED_PROXIES", "CHAT_ALLOWED_ORIGINS"},
 	"persister": {"CHAT_NATS_URL", "CHAT_MONGO_URI", "CHAT_HTTP_ADDR", "CHAT_STREAM_REPLICAS", "CHAT_SHUTDOWN_TIMEOUT"},
 	"pusher":    {"CHAT_NATS_URL", "CHAT_MONGO_URI", "CHAT_HTTP_ADDR", "CHAT_STREAM_REPLICAS", "CHAT_SHUTDOWN_TIMEOUT", "CHAT_ALLOWED_ORIGINS"},
 }

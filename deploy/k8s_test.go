@@ -199,9 +199,9 @@ func TestK8sDeployments(t *testing.T) {
 					t.Errorf("env %s missing", k)
 				}
 			}
-			if svc == "pusher" {
+			if svc == "pusher" || svc == "api" {
 				if _, ok := env["CHAT_ALLOWED_ORIGINS"]; !ok {
-					t.Error("CHAT_ALLOWED_ORIGINS missing")
+					t.Errorf("%s: CHAT_ALLOWED_ORIGINS missing", svc)
 				}
 			}
 			// Probes must reach the port the service listens on (CHAT_HTTP_ADDR).
@@ -379,10 +379,10 @@ func TestK8sIngress(t *testing.T) {
 			t.Errorf("%s = %q, want >= 3600 (WebSockets)", key, ing.Annotations[key])
 		}
 	}
-	routes := map[string]string{}
+	var paths []networkingv1.HTTPIngressPath
 	for _, rule := range ing.Spec.Rules {
 		for _, p := range rule.HTTP.Paths {
-			routes[string(ptrValue(p.PathType))+" "+p.Path] = p.Backend.Service.Name
+			paths = append(paths, p)
 			svc := m.services[p.Backend.Service.Name]
 			if svc == nil {
 				t.Errorf("path %s: no Service %s", p.Path, p.Backend.Service.Name)
@@ -396,10 +396,65 @@ func TestK8sIngress(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]string{"Exact /ws": "chat-pusher", "Prefix /": "chat-api"}
-	if len(routes) != len(want) || routes["Exact /ws"] != want["Exact /ws"] || routes["Prefix /"] != want["Prefix /"] {
-		t.Errorf("ingress routes = %v, want %v", routes, want)
+	// /ws goes to the pushers, the public api and UI to the api, and nothing else is
+	// routed: /metrics and /readyz get the controller's 404 (Prometheus and probes reach
+	// the pods directly).
+	want := map[string]string{
+		"/ws":                     "chat-pusher",
+		"/":                       "chat-api",
+		"/messages":               "chat-api",
+		"/rooms/general/messages": "chat-api",
+		"/rooms/a-b_c/messages":   "chat-api",
+		"/healthz":                "chat-api",
+		"/metrics":                "",
+		"/metrics/":               "",
+		"/readyz":                 "",
+		"/readyz/x":               "",
+		"/ws/x":                   "",
+		"/roomsx":                 "",
+		"/debug/pprof/":           "",
+		"/chat.js/x":              "",
 	}
+	// Every file the UI serves must be reachable, so a new one is not silently cut off.
+	static, err := filepath.Glob(filepath.Join("..", "services", "api", "internal", "web", "static", "*"))
+	if err != nil || len(static) == 0 {
+		t.Fatalf("UI files: %v %v", static, err)
+	}
+	for _, f := range static {
+		want["/"+filepath.Base(f)] = "chat-api"
+	}
+	for path, svc := range want {
+		if got := ingressRoute(paths, path); got != svc {
+			t.Errorf("ingress routes %s to %q, want %q", path, got, svc)
+		}
+	}
+}
+
+// ingressRoute is the Service the Ingress sends path to ("" for none), by the matching
+// rules of networking.k8s.io/v1: Exact matches the whole path, Prefix whole elements of
+// it ("/rooms" matches /rooms and /rooms/x, not /roomsx); the longest match wins and
+// Exact wins over Prefix of the same length.
+func ingressRoute(paths []networkingv1.HTTPIngressPath, path string) string {
+	best, bestLen, bestExact := "", -1, false
+	for _, p := range paths {
+		var ok, exact bool
+		switch ptrValue(p.PathType) {
+		case networkingv1.PathTypeExact:
+			ok, exact = path == p.Path, true
+		case networkingv1.PathTypePrefix:
+			prefix := strings.TrimSuffix(p.Path, "/")
+			ok = prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
+		default:
+			continue // ImplementationSpecific: not used here
+		}
+		if !ok {
+			continue
+		}
+		if l := len(p.Path); l > bestLen || (l == bestLen && exact && !bestExact) {
+			best, bestLen, bestExact = p.Backend.Service.Name, l, exact
+		}
+	}
+	return best
 }
 
 func TestK8sKustomization(t *testing.T) {

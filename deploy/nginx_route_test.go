@@ -285,3 +285,86 @@ func wsEcho(t *testing.T, addr string) string {
 	}
 	return resp.Header.Get("X-Backend")
 }
+
+// TestNginxHidesInternalEndpoints: /metrics and /readyz of the api are not reachable
+// through the edge, in any spelling nginx normalizes to them, while the public routes
+// still reach their upstreams. Prometheus and health checks go to the services directly.
+func TestNginxHidesInternalEndpoints(t *testing.T) {
+	api := []*backend{startAPI(t, "api-1")}
+	pushers := []*backend{startPusher(t, "pusher-1")}
+	addr := startNginx(t, api, pushers)
+	client := &http.Client{Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/metrics"},
+		{http.MethodGet, "/readyz"},
+		{http.MethodHead, "/metrics"},
+		{http.MethodHead, "/readyz"},
+		{http.MethodPost, "/metrics"},
+		{http.MethodGet, "/metrics?format=text"},
+		{http.MethodGet, "/readyz?verbose=1"},
+		{http.MethodGet, "//metrics"},
+		{http.MethodGet, "/./readyz"},
+		{http.MethodGet, "/ws/../metrics"},
+		{http.MethodGet, "/%6Detrics"},
+		{http.MethodGet, "/ready%7A"},
+	} {
+		status, backend, body := rawRequest(t, addr, c.method, c.path)
+		if status != http.StatusNotFound || backend != "" {
+			t.Errorf("%s %s: status %d from %q, want 404 from nginx itself", c.method, c.path, status, backend)
+		}
+		if c.method == http.MethodGet && body != `{"error":"not found"}`+"\n" {
+			t.Errorf("%s %s: body %q, want a JSON error", c.method, c.path, body)
+		}
+	}
+
+	// The public surface still reaches the api ...
+	for _, path := range []string{"/", "/chat.js", "/healthz", "/messages", "/rooms/general/messages?limit=5",
+		"/metrics/x", "/readyz2"} {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if b := resp.Header.Get("X-Backend"); b != "api-1" {
+			t.Errorf("GET %s: answered by %q (status %d), want the api", path, b, resp.StatusCode)
+		}
+	}
+	resp, err := client.Post("http://"+addr+"/rooms/general/messages", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if b := resp.Header.Get("X-Backend"); b != "api-1" {
+		t.Errorf("POST /rooms/general/messages: answered by %q, want the api", b)
+	}
+	// ... and the pushers.
+	if b := wsEcho(t, addr); b != "pusher-1" {
+		t.Errorf("/ws reached %q, want pusher-1", b)
+	}
+}
+
+// rawRequest sends one request with the path exactly as given (net/http would clean it)
+// and returns the status, the X-Backend that answered (empty: nginx itself) and the body.
+func rawRequest(t *testing.T, addr, method, path string) (status int, backend, body string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", method, path, addr)
+	req, _ := http.NewRequest(method, "http://"+addr+"/", nil)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, resp.Header.Get("X-Backend"), string(b)
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -90,14 +91,27 @@ func TestNginxConfigShape(t *testing.T) {
 			}
 		}
 		// proxy_set_header is not inherited into a location that sets its own.
-		locations := regexp.MustCompile(`(?s)location [^{]*\{.*?\n        \}`).FindAllString(conf, -1)
-		if len(locations) != 2 {
-			t.Fatalf("%s: %d locations, want 2", name, len(locations))
-		}
+		locations := regexp.MustCompile(`(?s)location ([^{]*) \{.*?\n        \}`).FindAllStringSubmatch(conf, -1)
+		var proxied, refused []string
 		for _, loc := range locations {
-			if !strings.Contains(loc, "proxy_set_header X-Forwarded-For $remote_addr;") {
-				t.Errorf("%s: location without X-Forwarded-For:\n%s", name, loc)
+			switch {
+			case strings.Contains(loc[0], "proxy_pass"):
+				proxied = append(proxied, loc[1])
+				if !strings.Contains(loc[0], "proxy_set_header X-Forwarded-For $remote_addr;") {
+					t.Errorf("%s: location without X-Forwarded-For:\n%s", name, loc[0])
+				}
+			case strings.Contains(loc[0], "return 404 "):
+				refused = append(refused, loc[1])
+			default:
+				t.Errorf("%s: location neither proxies nor refuses:\n%s", name, loc[0])
 			}
+		}
+		if !slices.Equal(proxied, []string{"= /ws", "/"}) {
+			t.Errorf("%s: proxied locations %q, want /ws and /", name, proxied)
+		}
+		// Prometheus and the health checks reach the services directly, never the edge.
+		if !slices.Equal(refused, []string{"= /metrics", "= /readyz"}) {
+			t.Errorf("%s: locations answering 404 %q, want exactly /metrics and /readyz", name, refused)
 		}
 	}
 	if !strings.Contains(string(loop), "server 127.0.0.1:18085 max_fails") || strings.Contains(string(loop), "resolve") {

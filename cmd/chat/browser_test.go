@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/auth"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/oklog/ulid/v2"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -42,6 +43,14 @@ func TestBrowserUI(t *testing.T) {
 		tab.poll(`!document.getElementById('empty').hidden`) // history loaded: the room is empty
 		if got := tab.value("room-input"); got != room {
 			t.Fatalf("tab %s: room input %q, want %q (room from the URL)", tab.name, got, room)
+		}
+	}
+	// chat.js makes ULID keys (time + randomness): pushers decide those from their index.
+	for i := 0; i < 3; i++ {
+		key := a.eval(`ChatClient.newKey()`)
+		id, err := ulid.ParseStrict(key)
+		if err != nil || len(key) != 26 || time.Since(ulid.Time(id.Time())).Abs() > time.Minute {
+			t.Fatalf("newKey() = %q (%v): want a ULID of now", key, err)
 		}
 	}
 

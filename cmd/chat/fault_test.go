@@ -21,9 +21,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
+	"github.com/chatrt/chat/harness/chattest/faultload"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
-	"github.com/chatrt/chat/pkg/chattest/faultload"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"

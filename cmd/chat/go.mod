@@ -3,6 +3,7 @@ module github.com/chatrt/chat/cmd/chat
 go 1.26.0
 
 require (
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/chatrt/chat/services/api v0.0.0
 	github.com/chatrt/chat/services/persister v0.0.0
@@ -12,6 +13,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/nats-io/nats.go v1.55.0
+	github.com/oklog/ulid/v2 v2.1.2
 	github.com/prometheus/client_golang v1.22.0
 	golang.org/x/sync v0.25.0
 )
@@ -31,6 +33,7 @@ require (
 	github.com/go-logr/logr v1.4.2 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-sql-driver/mysql v1.9.2 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/snappy v0.0.4 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -51,7 +54,6 @@ require (
 	github.com/nats-io/nkeys v0.4.17 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v0.1.9 // indirect
-	github.com/oklog/ulid/v2 v2.1.2 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.64.0 // indirect
@@ -96,3 +98,5 @@ replace github.com/chatrt/chat/services/api => ../../services/api
 replace github.com/chatrt/chat/services/persister => ../../services/persister
 
 replace github.com/chatrt/chat/services/pusher => ../../services/pusher
+
+replace github.com/chatrt/chat/harness => ../../harness

@@ -7,12 +7,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chatrt/chat/pkg/embedded"
+	"github.com/chatrt/chat/harness/embedded"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	apiapp "github.com/chatrt/chat/services/api/app"
@@ -56,17 +56,19 @@ type Config struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	cfg, err := loadConfig()
-	if err != nil {
-		log.Error("config", "error", err)
-		os.Exit(2)
+	// No service key here: each app's records carry its own (service=api, ...); the
+	// process's own records say service=chat.
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	code := 0
+	if cfg, err := loadConfig(); err != nil {
+		log.Error("config", "service", "chat", "error", err)
+		code = 2
+	} else if err := run(ctx, cfg, log); err != nil {
+		log.Error("run", "service", "chat", "error", err)
+		code = 1
 	}
-	if err := run(ctx, cfg, log); err != nil {
-		log.Error("run", "error", err)
-		os.Exit(1)
-	}
+	stop()
+	os.Exit(code)
 }
 
 func loadConfig() (Config, error) {
@@ -90,8 +92,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // serve runs the system on ln until ctx ends, then shuts down in order: stop intake
 // (readiness false, websocket clients closed with 1012, in-flight posts finished), drain
 // the consumers, close the connections, stop the embedded servers.
-func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
+func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (err error) {
 	defer ln.Close()
+	appLog := log
+	log = log.With("service", "chat")
 	natsURL, mongoURI := cfg.NATSURL, cfg.MongoURI
 	if natsURL == "" {
 		host, port, err := splitAddr(cfg.EmbeddedNATSAddr)
@@ -119,45 +123,44 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		log.Info("embedded mongodb (ferretdb/sqlite)", "uri", mongoURI, "dir", filepath.Join(cfg.DataDir, "mongo"))
 	}
 
-	var secure []nats.Option
-	if cfg.NATSURL != "" { // the embedded server needs no credentials
-		opts, err := natsconn.EnvOptions()
-		if err != nil {
-			return err
-		}
-		secure = opts
+	// The CHAT_NATS_* security settings every service reads; the embedded server needs none.
+	natsCfg := cfg.API.NATS
+	if cfg.NATSURL == "" {
+		natsCfg = natsconn.NATS{}
 	}
-	nc, err := nats.Connect(natsURL, append(secure, nats.Name("chat-all-in-one"), nats.MaxReconnects(-1),
-		nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))...)
+	natsCfg.URL = natsURL
+	// The api's posts share the connection: no buffering while reconnecting, so a 503
+	// never publishes later (as in services/api). Like the pusher, the first connect is
+	// retried like a reconnect.
+	nc, err := natsconn.Connect(natsCfg, "chat-all-in-one", log, nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return fmt.Errorf("connect nats: %w", err)
+		return err
 	}
-	defer nc.Close()
+	defer nc.Close() // early returns; the drain is below
 	mc, err := history.Connect(ctx, mongoURI)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = mc.Disconnect(context.Background()) }()
+	defer func() { err = errors.Join(err, history.Disconnect(mc, 5*time.Second)) }()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api, err := apiapp.New(ctx, cfg.API, apiapp.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log.With("service", "api")})
+	api, err := apiapp.New(ctx, cfg.API, apiapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: appLog.With("service", "api")})
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	persister, err := persisterapp.New(ctx, cfg.Persister, persisterapp.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log.With("service", "persister")})
+	persister, err := persisterapp.New(ctx, cfg.Persister, persisterapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: appLog.With("service", "persister")})
 	if err != nil {
 		return fmt.Errorf("persister: %w", err)
 	}
-	pusher, err := pusherapp.New(ctx, cfg.Pusher, pusherapp.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log.With("service", "pusher")})
+	pusher, err := pusherapp.New(ctx, cfg.Pusher, pusherapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: appLog.With("service", "pusher")})
 	if err != nil {
 		return fmt.Errorf("pusher: %w", err)
 	}
-	handlers := map[string]http.Handler{"api": api.Handler(), "persister": persister.Handler(), "pusher": pusher.Handler()}
 	mux := http.NewServeMux()
-	mux.Handle("/ws", handlers["pusher"])
-	mux.Handle("GET /readyz", readyz(handlers))
-	mux.Handle("/", handlers["api"])
+	mux.Handle("/ws", pusher.Handler())
+	mux.Handle("GET /readyz", readyz([]service{{"api", api}, {"persister", persister}, {"pusher", pusher}}))
+	mux.Handle("/", api.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
@@ -193,47 +196,35 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		return srv.Shutdown(sctx)
 	})
 	err = g.Wait()
-	if derr := nc.Drain(); derr != nil && err == nil && !errors.Is(derr, nats.ErrConnectionClosed) {
-		err = fmt.Errorf("drain nats: %w", derr)
-	}
-	return err
+	log.Info("stopped")
+	return errors.Join(err, nc.Shutdown(cfg.ShutdownTimeout))
 }
 
-// readyz is ready when every service in the process is.
-func readyz(handlers map[string]http.Handler) http.Handler {
+// service is one of the services this process runs, by name.
+type service struct {
+	name string
+	app  interface{ Ready(context.Context) error }
+}
+
+// readyz is ready when every service in the process is. The body has one key per service:
+// "ready" or why it is not.
+func readyz(services []service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusOK
-		body := []byte{'{'}
-		first := true
-		for _, name := range []string{"api", "persister", "pusher"} {
-			rec := httptest.NewRecorder()
-			handlers[name].ServeHTTP(rec, r)
-			if rec.Code != http.StatusOK {
+		body := make(map[string]string, len(services))
+		for _, s := range services {
+			body[s.name] = "ready"
+			if err := s.app.Ready(r.Context()); err != nil {
 				status = http.StatusServiceUnavailable
+				body[s.name] = err.Error()
 			}
-			if !first {
-				body = append(body, ',')
-			}
-			first = false
-			body = strconv.AppendQuote(body, name)
-			body = append(body, ':')
-			body = append(body, bytesTrim(rec.Body.Bytes())...)
 		}
-		body = append(body, '}', '\n')
+		b, _ := json.Marshal(body)
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(status)
-		_, _ = w.Write(body)
+		_, _ = w.Write(append(b, '\n'))
 	})
-}
-
-func bytesTrim(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	if len(b) == 0 || (b[0] != '{' && b[0] != '[') {
-		return strconv.AppendQuote(nil, string(b))
-	}
-	return b
 }
 
 func splitAddr(addr string) (string, int, error) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 )
 
 // metricNumber is the value of the sample line "name{labels} value" (-1 if absent).

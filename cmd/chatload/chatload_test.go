@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 	apiapp "github.com/chatrt/chat/services/api/app"
 	persisterapp "github.com/chatrt/chat/services/persister/app"
 	pusherapp "github.com/chatrt/chat/services/pusher/app"

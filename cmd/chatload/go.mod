@@ -3,7 +3,7 @@ module github.com/chatrt/chat/cmd/chatload
 go 1.26.0
 
 require (
-	github.com/chatrt/chat/pkg v0.0.0
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/services/api v0.0.0
 	github.com/chatrt/chat/services/persister v0.0.0
 	github.com/chatrt/chat/services/pusher v0.0.0
@@ -13,6 +13,8 @@ require (
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.64.0
 )
+
+require github.com/chatrt/chat/pkg v0.0.0 // indirect
 
 require (
 	filippo.io/edwards25519 v1.1.0 // indirect
@@ -28,6 +30,7 @@ require (
 	github.com/go-logr/logr v1.4.2 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-sql-driver/mysql v1.9.2 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/snappy v0.0.4 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -93,3 +96,5 @@ replace github.com/chatrt/chat/services/api => ../../services/api
 replace github.com/chatrt/chat/services/pusher => ../../services/pusher
 
 replace github.com/chatrt/chat/services/persister => ../../services/persister
+
+replace github.com/chatrt/chat/harness => ../../harness

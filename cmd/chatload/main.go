@@ -3,7 +3,10 @@
 // child processes), P publishers posting over HTTP at a target rate with the send time in
 // each message, and the serving processes' CPU and memory from /proc. Every subscriber
 // must receive every acknowledged message of its room exactly once; the report counts
-// what was lost or duplicated. Every run is bounded in time and stops by itself.
+// what was lost or duplicated. With -soak it runs a soak instead (soak.go): rooms created
+// and abandoned, clients leaving and resuming with since, a pusher restarted by a hook,
+// every delivery checked exactly and the pushers' heap and goroutines compared with a
+// baseline. Every run is bounded in time and stops by itself.
 package main
 
 import (
@@ -44,6 +47,7 @@ type config struct {
 	Settle         time.Duration `json:"settle"`
 	PersistSample  float64       `json:"persist_sample"`
 	Metrics        []string      `json:"metrics,omitempty"`
+	Soak           soakConfig    `json:"soak,omitzero"`
 
 	// child only: this process holds the subscribers with global index in [SubFrom, SubTo).
 	SubFrom int `json:"sub_from"`
@@ -63,6 +67,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Soak.On {
+		os.Exit(soakMain(ctx, cfg))
+	}
 	rep, err := run(ctx, cfg)
 	if rep != nil {
 		rep.writeSummary(os.Stdout)
@@ -107,7 +114,7 @@ func splitList(s string) []string {
 
 func parseFlags(args []string) (config, error) {
 	var cfg config
-	var ws, src, metrics string
+	var ws, src, metrics, soakSizes, soakMetrics string
 	var pids intList
 	fs := flag.NewFlagSet("chatload", flag.ContinueOnError)
 	fs.StringVar(&cfg.API, "api", "http://127.0.0.1:8080", "base URL of the api (POST /rooms/{room}/messages)")
@@ -131,6 +138,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "-idle: wait this long after connecting before reading RSS")
 	fs.Float64Var(&cfg.PersistSample, "persist-sample", 0, "acknowledged posts per second whose arrival in history (GET after=seq-1, every 20 ms, at most 4 in flight) is polled to measure persister lag (0: off); on FerretDB the polls are expensive and distort the result: prefer -metrics")
 	fs.StringVar(&metrics, "metrics", "", "Prometheus endpoint(s) of the persister(s), comma-separated (e.g. http://127.0.0.1:8080/metrics on the all-in-one, :8082/metrics for a persister): persister lag (chat_persister_lag_seconds) of the messages stored from the window's start to the end of the drain, and the consumer's pending count sampled every 250 ms")
+	cfg.Soak.flags(fs, &soakSizes, &soakMetrics)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -138,6 +146,11 @@ func parseFlags(args []string) (config, error) {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.WS, cfg.SrcIPs, cfg.ServerPIDs, cfg.Metrics = splitList(ws), splitList(src), pids, splitList(metrics)
+	if cfg.Soak.On {
+		if err := cfg.Soak.parse(&cfg, soakSizes, soakMetrics); err != nil {
+			return cfg, err
+		}
+	}
 	return cfg, cfg.validate()
 }
 
@@ -152,7 +165,7 @@ func (c *config) validate() error {
 	case c.Procs > c.Subs && c.Subs > 0:
 		return errors.New("-procs: more processes than subscribers")
 	}
-	targets := append(append([]string{c.API}, c.WS...), c.Metrics...)
+	targets := append(append(append([]string{c.API}, c.WS...), c.Metrics...), c.Soak.Metrics...)
 	for _, u := range targets {
 		if _, err := url.Parse(u); err != nil {
 			return fmt.Errorf("bad URL %q: %w", u, err)
@@ -183,4 +196,29 @@ func roomName(cfg *config, i int) string { return cfg.RoomPrefix + "-" + strconv
 func (c *config) marshal() string {
 	b, _ := json.Marshal(c)
 	return string(b)
+}
+
+// soakMain runs -soak and returns the exit code: 0 passed, 1 failed.
+func soakMain(ctx context.Context, cfg config) int {
+	var restart func(ctx context.Context, url string, index int) error
+	if cfg.Soak.Restart != "" {
+		restart = restartHook(cfg.Soak.Restart)
+	}
+	rep, err := runSoak(ctx, cfg, restart)
+	if rep != nil {
+		rep.writeSummary(os.Stdout)
+		if cfg.JSON != "" {
+			if werr := writeJSONFile(cfg.JSON, rep); werr != nil {
+				fmt.Fprintln(os.Stderr, "chatload:", werr)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatload: soak:", err)
+		return 1
+	}
+	if !rep.Passed {
+		return 1
+	}
+	return 0
 }

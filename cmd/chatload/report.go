@@ -112,8 +112,11 @@ func (r *report) finish(cfg *config, s subResult, p pubResult) {
 	}
 }
 
-func (r *report) writeJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+func (r *report) writeJSON(path string) error { return writeJSONFile(path, r) }
+
+// writeJSONFile writes v as indented JSON to path ("-": stdout).
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}

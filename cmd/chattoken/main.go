@@ -1,14 +1,16 @@
 // Command chattoken mints bearer tokens (JWTs) for development and tests:
 //
 //	go run ./cmd/chattoken -secret "$CHAT_AUTH_HS256_SECRET" -sub ann -rooms 'general,team-*'
-//	go run ./cmd/chattoken -key ed25519.pem -sub deploy-bot -name 'Deploy bot' -ttl 24h
+//	go run ./cmd/chattoken -key ed25519.pem -sub deploy-bot -name 'Deploy bot' -ttl 24h -aud chat
 //
-// -secret signs HS256; -key takes a PEM private key (PKCS #8 or PKCS #1): RSA signs RS256,
-// Ed25519 signs EdDSA. The token is printed on stdout. Production tokens come from your
+// -secret signs HS256; -key takes a PEM private key (PKCS #8, PKCS #1 or SEC 1): RSA signs
+// RS256, P-256 signs ES256, Ed25519 signs EdDSA; -kid names the key as a JWKS lists it.
+// The token is printed on stdout. Production tokens come from your
 // identity provider; this tool is for local use.
 package main
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
@@ -33,7 +35,8 @@ func main() {
 func run(args []string, out io.Writer, now time.Time) error {
 	fs := flag.NewFlagSet("chattoken", flag.ContinueOnError)
 	secret := fs.String("secret", os.Getenv("CHAT_AUTH_HS256_SECRET"), "HS256 secret (default $CHAT_AUTH_HS256_SECRET)")
-	keyFile := fs.String("key", "", "PEM private key file (RSA: RS256, Ed25519: EdDSA) instead of -secret")
+	keyFile := fs.String("key", "", "PEM private key file (RSA: RS256, P-256: ES256, Ed25519: EdDSA) instead of -secret")
+	kid := fs.String("kid", "", "key id (header kid), for a verifier using a JWKS")
 	sub := fs.String("sub", "", "subject (the author name unless -name is given)")
 	name := fs.String("name", "", "display name (claim name)")
 	rooms := fs.String("rooms", "", "comma-separated rooms or patterns (team-*, *); empty: every room")
@@ -70,7 +73,7 @@ func run(args []string, out io.Writer, now time.Time) error {
 	if *rooms != "" {
 		claims.Rooms = auth.ParseRooms(*rooms)
 	}
-	tok, err := auth.Sign(key, claims)
+	tok, err := auth.SignWithKeyID(key, *kid, claims)
 	if err != nil {
 		return err
 	}
@@ -87,16 +90,19 @@ func readPrivateKey(path string) (any, error) {
 	if block == nil {
 		return nil, fmt.Errorf("%s: not PEM", path)
 	}
-	if block.Type == "RSA PRIVATE KEY" {
+	switch block.Type {
+	case "RSA PRIVATE KEY":
 		return x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		return x509.ParseECPrivateKey(block.Bytes)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	switch k := k.(type) {
-	case *rsa.PrivateKey, ed25519.PrivateKey:
+	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
 		return k, nil
 	}
-	return nil, fmt.Errorf("%s: key type %T not supported (RSA or Ed25519)", path, k)
+	return nil, fmt.Errorf("%s: key type %T not supported (RSA, P-256 or Ed25519)", path, k)
 }

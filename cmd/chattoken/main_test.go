@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -43,10 +47,10 @@ func TestEdDSAKeyFile(t *testing.T) {
 	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
 	var out bytes.Buffer
-	if err := run([]string{"-key", keyFile, "-name", "Deploy bot"}, &out, time.Now()); err != nil {
+	if err := run([]string{"-key", keyFile, "-name", "Deploy bot", "-aud", "chat"}, &out, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(auth.Config{PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))})
+	v, err := auth.NewVerifier(auth.Config{PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})), Audience: "chat"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +60,33 @@ func TestEdDSAKeyFile(t *testing.T) {
 	}
 	if a, _ := c.Author(); a != "Deploy bot" || !c.Allows("anything") {
 		t.Fatalf("claims %+v", c)
+	}
+}
+
+// TestES256KeyID: a P-256 key (SEC 1 PEM, as openssl ecparam writes it) signs ES256 and
+// -kid names it in the header, as a verifier using a JWKS needs.
+func TestES256KeyID(t *testing.T) {
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(priv)
+	keyFile := filepath.Join(t.TempDir(), "ec.pem")
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+	var out bytes.Buffer
+	if err := run([]string{"-key", keyFile, "-kid", "2026-12", "-sub", "ann", "-aud", "chat"}, &out, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(out.String())
+	pubDER, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	v, err := auth.NewVerifier(auth.Config{PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})), Audience: "chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	var h map[string]string
+	if err := json.Unmarshal(header, &h); err != nil || h["alg"] != "ES256" || h["kid"] != "2026-12" {
+		t.Fatalf("header %s", header)
 	}
 }
 

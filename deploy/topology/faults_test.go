@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/deploy/topology"
+	"github.com/chatrt/chat/harness/chattest"
+	"github.com/chatrt/chat/harness/chattest/faultload"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
-	"github.com/chatrt/chat/pkg/chattest/faultload"
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
 )

@@ -57,10 +57,7 @@ func (p *Process) Start(ctx context.Context) error {
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	// Its own process group: a terminal's Ctrl-C reaches only the runner, which stops
-	// the members in order, and kill -9 takes nginx's workers with the master. Killed
-	// with the runner if that dies without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		p.mu.Unlock()
@@ -161,11 +158,7 @@ func (p *Process) Exited() <-chan struct{} {
 }
 
 func (p *Process) sendLocked(sig syscall.Signal) error {
-	pid := p.cmd.Process.Pid
-	if sig == syscall.SIGKILL {
-		pid = -pid // the process group: nginx's workers too
-	}
-	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := kill(p.cmd.Process, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("%s: signal %v: %w", p.Name, sig, err)
 	}
 	return nil

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/deploy/topology"
+	"github.com/chatrt/chat/harness/chattest/faultload"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest/faultload"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/nats-io/nats.go/jetstream"
 )

@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 const secret = "0123456789abcdef0123456789abcdef"
@@ -53,14 +57,70 @@ func TestDisabled(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"short secret":  {HS256Secret: "short"},
-		"two keys":      {HS256Secret: secret, PublicKey: "x"},
-		"not pem":       {PublicKey: "nope"},
-		"missing file":  {PublicKeyFile: "/nonexistent/key.pem"},
-		"garbage block": {PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"},
+		"short secret":    {HS256Secret: "short"},
+		"two keys":        {HS256Secret: secret, PublicKey: "x"},
+		"not pem":         {PublicKey: "nope"},
+		"missing file":    {PublicKeyFile: "/nonexistent/key.pem"},
+		"garbage block":   {PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", Audience: "chat"},
+		"jwks and secret": {HS256Secret: secret, JWKSURL: "https://idp.example/jwks", Audience: "chat"},
+		"jwks not http":   {JWKSURL: "file:///etc/jwks.json", Audience: "chat"},
 	} {
 		if _, err := NewVerifier(cfg); err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestAudienceRequired: a public key or a JWKS usually belongs to an identity provider that
+// signs tokens for other applications too, so the verifier refuses to start without
+// CHAT_AUTH_AUDIENCE; "*" is the explicit opt-out. An HS256 secret is the chat's own and
+// keeps the audience optional.
+func TestAudienceRequired(t *testing.T) {
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	pub := pemPublic(t, edPub)
+	keyFile := filepath.Join(t.TempDir(), "ed.pem")
+	if err := os.WriteFile(keyFile, []byte(pub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]Config{
+		"public key":      {PublicKey: pub},
+		"public key file": {PublicKeyFile: keyFile},
+		"jwks":            {JWKSURL: "https://idp.example/jwks"},
+	} {
+		if _, err := NewVerifier(cfg); err == nil || !strings.Contains(err.Error(), "CHAT_AUTH_AUDIENCE") {
+			t.Errorf("%s without audience: err %v", name, err)
+		}
+	}
+	if _, err := NewVerifier(Config{HS256Secret: secret}); err != nil {
+		t.Errorf("HS256 without audience: %v", err)
+	}
+	anyAud, err := NewVerifier(Config{PublicKey: pub, Audience: "*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat, err := NewVerifier(Config{PublicKey: pub, Audience: "chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		aud        any
+		any, exact bool
+	}{
+		"no aud":      {nil, true, false},
+		"other app":   {"billing", true, false},
+		"chat":        {"chat", true, true},
+		"chat listed": {[]string{"billing", "chat"}, true, true},
+	} {
+		tok := mustSign(t, edKey, claims(func(m map[string]any) {
+			if c.aud != nil {
+				m["aud"] = c.aud
+			}
+		}))
+		if _, err := anyAud.Verify(tok); (err == nil) != c.any {
+			t.Errorf("%s, audience *: err %v", name, err)
+		}
+		if _, err := chat.Verify(tok); (err == nil) != c.exact {
+			t.Errorf("%s, audience chat: err %v", name, err)
 		}
 	}
 }
@@ -70,6 +130,14 @@ func TestAlgorithms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if _, err := NewVerifier(Config{PublicKey: pemPublic(t, &p384.PublicKey), Audience: "*"}); err == nil {
+		t.Error("P-384 key accepted (ES256 needs P-256)")
+	}
 	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
 	keyFile := filepath.Join(t.TempDir(), "ed.pem")
 	if err := os.WriteFile(keyFile, []byte(pemPublic(t, edPub)), 0o600); err != nil {
@@ -77,20 +145,24 @@ func TestAlgorithms(t *testing.T) {
 	}
 	pkcs1 := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)}))
 	hs, _ := NewVerifier(Config{HS256Secret: secret})
-	rs, err := NewVerifier(Config{PublicKey: pemPublic(t, &rsaKey.PublicKey)})
+	rs, err := NewVerifier(Config{PublicKey: pemPublic(t, &rsaKey.PublicKey), Audience: "*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs1, err := NewVerifier(Config{PublicKey: pkcs1})
+	rs1, err := NewVerifier(Config{PublicKey: pkcs1, Audience: "*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ed, err := NewVerifier(Config{PublicKeyFile: keyFile})
+	ed, err := NewVerifier(Config{PublicKeyFile: keyFile, Audience: "*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := map[string]any{HS256: []byte(secret), RS256: rsaKey, EdDSA: edKey}
-	verifiers := map[string][]*Verifier{HS256: {hs}, RS256: {rs, rs1}, EdDSA: {ed}}
+	es, err := NewVerifier(Config{PublicKey: pemPublic(t, &ecKey.PublicKey), Audience: "*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]any{HS256: []byte(secret), RS256: rsaKey, EdDSA: edKey, ES256: ecKey}
+	verifiers := map[string][]*Verifier{HS256: {hs}, RS256: {rs, rs1}, EdDSA: {ed}, ES256: {es}}
 	for valg, vs := range verifiers {
 		for _, v := range vs {
 			for kalg, key := range keys {
@@ -112,6 +184,11 @@ func TestAlgorithms(t *testing.T) {
 	none := b64.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + "."
 	if _, err := hs.Verify(none); err == nil {
 		t.Error("alg none accepted")
+	}
+	// An ES256 token from another P-256 key.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := es.Verify(mustSign(t, other, claims(nil))); err == nil {
+		t.Error("ES256 verifier accepted another key's token")
 	}
 }
 
@@ -136,6 +213,11 @@ func TestVerifyMatrix(t *testing.T) {
 		"exp string":          {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["exp"] = "tomorrow" })), false},
 		"nbf future":          {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["nbf"] = now.Add(time.Minute).Unix() })), false},
 		"nbf in leeway":       {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["nbf"] = now.Add(5 * time.Second).Unix() })), true},
+		"iat future":          {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["iat"] = now.Add(time.Minute).Unix() })), false},
+		"iat in leeway":       {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["iat"] = now.Add(5 * time.Second).Unix() })), true},
+		"no aud":              {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); delete(m, "aud") })), false},
+		"no iss":              {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); delete(m, "iss") })), false},
+		"crit header":         {critToken(t, claims(ok)), false},
 		"wrong iss":           {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["iss"] = "evil" })), false},
 		"wrong aud":           {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); m["aud"] = "other" })), false},
 		"no name":             {mustSign(t, []byte(secret), claims(func(m map[string]any) { ok(m); delete(m, "sub") })), false},
@@ -188,7 +270,9 @@ func TestAuthorAndRooms(t *testing.T) {
 	if a, _ := c.Author(); a != "ann" || !c.Allows("anything") {
 		t.Fatalf("sub as author / no rooms claim: %q %v", a, c.Allows("anything"))
 	}
-	for rooms, want := range map[string]bool{"[]": false, "null": true, `""`: false, `"*"`: true} {
+	// "rooms": null grants no room: an issuer that writes an empty value must not grant
+	// every room (only an absent claim does).
+	for rooms, want := range map[string]bool{"[]": false, "null": false, `""`: false, `"*"`: true} {
 		c, err = v.Verify(mustSign(t, []byte(secret), claims(func(m map[string]any) { m["rooms"] = json.RawMessage(rooms) })))
 		if err != nil || c.Allows("general") != want {
 			t.Fatalf("rooms %s: err %v, allows general %v", rooms, err, !want)
@@ -235,18 +319,49 @@ func TestFromRequest(t *testing.T) {
 
 func FuzzVerify(f *testing.F) {
 	v, _ := NewVerifier(Config{HS256Secret: secret})
+	// An ES256 public-key verifier too: the library's ECDSA path and the key-pinned alg.
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&ecKey.PublicKey)
+	es, err := NewVerifier(Config{PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), Audience: "*"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(mustSignF(f, claims(nil)))
+	esTok, err := SignWithKeyID(ecKey, "k1", claims(nil))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(esTok)
 	f.Add("a.b.c")
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Fuzz(func(t *testing.T, tok string) {
-		c, err := v.Verify(tok)
-		if err == nil && c == nil {
-			t.Fatal("nil claims without error")
-		}
-		if err != nil && Status(err) != http.StatusUnauthorized {
-			t.Fatalf("status %d", Status(err))
+		for _, v := range []*Verifier{v, es} {
+			c, err := v.Verify(tok)
+			if err == nil && c == nil {
+				t.Fatal("nil claims without error")
+			}
+			if err != nil && Status(err) != http.StatusUnauthorized {
+				t.Fatalf("status %d", Status(err))
+			}
 		}
 	})
+}
+
+// critToken is an HS256 token with a "crit" header (RFC 7515 4.1.11: an extension the
+// verifier does not understand must make it refuse the token).
+func critToken(t *testing.T, c any) string {
+	t.Helper()
+	h := b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","crit":["exp"]}`))
+	p, _ := json.Marshal(c)
+	signing := h + "." + b64.EncodeToString(p)
+	sig, err := jwtHS256.Sign(signing, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + b64.EncodeToString(sig)
 }
 
 func mustSignF(f *testing.F, c any) string {
@@ -256,3 +371,5 @@ func mustSignF(f *testing.F, c any) string {
 	}
 	return tok
 }
+
+var jwtHS256 = jwt.SigningMethodHS256

@@ -41,7 +41,7 @@ func Status(err error) int {
 type Claims struct {
 	Subject   string       `json:"sub,omitempty"`
 	Name      string       `json:"name,omitempty"`
-	Rooms     Rooms        `json:"rooms"` // nil is written as null: every room
+	Rooms     Rooms        `json:"rooms,omitzero"` // nil is left out: every room; empty is []: none
 	Issuer    string       `json:"iss,omitempty"`
 	Audience  Audience     `json:"aud,omitempty"`
 	Expires   *NumericDate `json:"exp,omitempty"`
@@ -64,7 +64,8 @@ func (c *Claims) Author() (string, error) {
 }
 
 // Allows reports whether the token may post to or subscribe to room: any room when the
-// token has no "rooms" claim, else a room matching one of its patterns.
+// token has no "rooms" claim, else a room matching one of its patterns ("rooms": null or
+// [] match none).
 func (c *Claims) Allows(room string) bool {
 	if c.Rooms == nil {
 		return true
@@ -78,13 +79,15 @@ func (c *Claims) Allows(room string) bool {
 }
 
 // Rooms is the "rooms" claim: a list of room names or glob patterns ("team-*", "*", "?"
-// for one character), or one comma-separated string. Absent or null: every room. []: none.
+// for one character), or one comma-separated string. Absent: every room (the field stays
+// nil). null, [] or "": none (a non-nil empty list), so a token whose issuer wrote an
+// empty value does not grant everything.
 type Rooms []string
 
-// UnmarshalJSON accepts a list of strings or a comma-separated string.
+// UnmarshalJSON accepts a list of strings or a comma-separated string; null is no room.
 func (r *Rooms) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
-		*r = nil
+		*r = Rooms{}
 		return nil
 	}
 	var s string

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestNormalizeMessage(t *testing.T) {
@@ -151,7 +153,7 @@ func TestNewMessageAndPayload(t *testing.T) {
 	if err != nil || m.Room != DefaultRoom || len(m.ID) != 26 {
 		t.Fatalf("got %+v, %v", m, err)
 	}
-	nm := m.NATSMsg()
+	nm := m.NATSMsg("")
 	if nm.Subject != "chat.messages.general" || nm.Header.Get(HeaderMsgID) != m.ID {
 		t.Fatalf("nats msg %q %v", nm.Subject, nm.Header)
 	}
@@ -165,5 +167,138 @@ func TestNewMessageAndPayload(t *testing.T) {
 	}
 	if _, err := NewMessage(Post{Name: "a", Message: "b", ID: "bad key"}, now); err == nil {
 		t.Fatal("invalid id accepted")
+	}
+}
+
+// TestEncodingsAreByteExact pins both encodings byte for byte: the client JSON (api
+// answers, history, websocket frames) and the payload published to the stream.
+func TestEncodingsAreByteExact(t *testing.T) {
+	m := Message{ID: "k:1", Room: "r-1", Name: "Ann <b>", Message: "x & y\n\"q\"\t\u2028\u2029 \x01\\ é🙂\xff",
+		SentAt: time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.FixedZone("X", 3600)), Seq: 18446744073709551615}
+	const fields = `"id":"k:1","room":"r-1","name":"Ann <b>","message":"x & y\n\"q\"\t\u2028\u2029 \u0001\\ é🙂\ufffd","sent_at":"2026-11-26T11:00:00.123Z"`
+	for _, c := range []struct{ got, want string }{
+		{string(m.AppendJSON([]byte("pre"), "")), `pre{` + fields + `,"seq":18446744073709551615}`},
+		{string(m.AppendJSON(nil, "message")), `{"type":"message",` + fields + `,"seq":18446744073709551615}`},
+		{string(m.AppendJSON(nil, `a"b`)), `{"type":"a\"b",` + fields + `,"seq":18446744073709551615}`},
+		{string(m.AppendPayload([]byte("p,re"))), `p,re{` + fields + `}`},
+		{string((&Message{SentAt: m.SentAt}).AppendPayload(nil)), `{"id":"","room":"","name":"","message":"","sent_at":"2026-11-26T11:00:00.123Z"}`},
+	} {
+		if c.got != c.want {
+			t.Errorf("got  %s\nwant %s", c.got, c.want)
+		}
+	}
+}
+
+// TestNewIDIsUnguessable: ids the api generates carry 80 bits of fresh randomness each,
+// also within one millisecond (a monotonic ULID source would make the next id the
+// previous one plus a small step, guessable by whoever saw one).
+func TestNewIDIsUnguessable(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	const n = 64
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = NewID(now)
+		if len(ids[i]) != 26 || ids[i][:10] != ids[0][:10] {
+			t.Fatalf("id %q: want a ULID of timestamp %q", ids[i], ids[0][:10])
+		}
+	}
+	increasing := true
+	for i := 1; i < n; i++ {
+		// Characters 10..17 are the high 40 bits of the entropy.
+		if ids[i][10:18] == ids[i-1][10:18] {
+			t.Fatalf("ids %q and %q share their high entropy bits", ids[i-1], ids[i])
+		}
+		increasing = increasing && ids[i] > ids[i-1]
+	}
+	if increasing {
+		t.Fatalf("%d ids of one millisecond are strictly increasing: the entropy is a counter", n)
+	}
+}
+
+func TestResolveRoom(t *testing.T) {
+	for _, c := range []struct{ in, want string }{{"", DefaultRoom}, {DefaultRoom, DefaultRoom}, {"r-1_X", "r-1_X"}} {
+		r, err := ResolveRoom(c.in)
+		if err != nil || r.String() != c.want {
+			t.Errorf("ResolveRoom(%q) = %q, %v; want %q", c.in, r, err, c.want)
+		}
+	}
+	if (Room{}).String() != DefaultRoom {
+		t.Error("the zero Room is not the default room")
+	}
+	var fe *FieldError
+	for _, bad := range []string{"a b", "a.b", strings.Repeat("r", 65)} {
+		if _, err := ResolveRoom(bad); !errors.As(err, &fe) || fe.Field != "room" {
+			t.Errorf("ResolveRoom(%q) = %v, want a room FieldError", bad, err)
+		}
+	}
+	r, _ := ResolveRoom("lobby")
+	m, err := r.NewMessage(" n ", " t ", "", time.Now())
+	if err != nil || m.Room != "lobby" || m.Name != "n" || m.Message != "t" || ValidID(m.ID) != nil {
+		t.Fatalf("Room.NewMessage = %+v, %v", m, err)
+	}
+}
+
+func TestAuthorID(t *testing.T) {
+	if AuthorID("iss", "") != "" || AuthorID("", "") != "" {
+		t.Fatal("no subject must mean no author")
+	}
+	a := AuthorID("https://idp", "ann")
+	if a != AuthorID("https://idp", "ann") {
+		t.Fatal("not deterministic")
+	}
+	seen := map[string]string{a: "idp/ann"}
+	for _, c := range [][2]string{{"https://idp", "bob"}, {"https://other", "ann"}, {"", "ann"}, {"https://idpann", ""}, {"https://id", "pann"}, {"", "https://idpann"}} {
+		id := AuthorID(c[0], c[1])
+		if id == "" && c[1] != "" {
+			t.Fatalf("AuthorID(%q, %q) is empty", c[0], c[1])
+		}
+		if id == "" {
+			continue
+		}
+		if prev, dup := seen[id]; dup {
+			t.Fatalf("AuthorID(%q, %q) = AuthorID of %s", c[0], c[1], prev)
+		}
+		seen[id] = c[0] + "/" + c[1]
+	}
+	// Whatever the subject holds, the id is short, printable ASCII and safe in a header.
+	for _, sub := range []string{"ann", "a\r\nNats-Msg-Id: x", strings.Repeat("é", 5000), "\x00"} {
+		id := AuthorID("iss", sub)
+		if len(id) > 64 || strings.Contains(id, sub) {
+			t.Fatalf("AuthorID(%q) = %q", sub, id)
+		}
+		for _, c := range []byte(id) {
+			if c <= ' ' || c >= 0x7f {
+				t.Fatalf("AuthorID(%q) = %q has byte %#x", sub, id, c)
+			}
+		}
+	}
+}
+
+// TestAuthorHeader: NATSMsg records the author; every reader of a stored message gets it
+// back in Stored.Author, and it never reaches the Message (clients, history).
+func TestAuthorHeader(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	m, err := NewMessage(Post{Room: "r", Name: "a", Message: "b"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := m.NATSMsg("").Header; len(h.Values(HeaderAuthor)) != 0 {
+		t.Fatalf("anonymous message has %s: %v", HeaderAuthor, h)
+	}
+	author := AuthorID("iss", "ann")
+	nm := m.NATSMsg(author)
+	if nm.Header.Get(HeaderAuthor) != author || nm.Header.Get(HeaderMsgID) != m.ID || string(nm.Data) != string(m.AppendPayload(nil)) {
+		t.Fatalf("nats msg %v %s", nm.Header, nm.Data)
+	}
+	st := StoredFromRaw(&jetstream.RawStreamMsg{Subject: nm.Subject, Header: nm.Header, Data: nm.Data, Sequence: 9, Time: now})
+	if st.Author != author || st.MsgID != m.ID || st.Seq != 9 {
+		t.Fatalf("stored %+v", st)
+	}
+	back, err := FromStored(st, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := back.MarshalJSON(); strings.Contains(string(b), author) {
+		t.Fatalf("the author id reached the message JSON: %s", b)
 	}
 }

@@ -1,7 +1,7 @@
 // Package chat is the shared contract of the chat services: the message type and its
 // validation, the NATS subjects and streams, how a stored stream message becomes a chat
-// message (including ids for messages other services publish without one), and a small
-// publisher that other Go services can use.
+// message (including ids for messages other services publish without one), and a Poster
+// that other Go services can post with.
 package chat
 
 import (
@@ -32,7 +32,9 @@ func (m Message) MarshalJSON() ([]byte, error) {
 }
 
 // AppendJSON appends the message as a JSON object to dst. A non-empty typ adds a leading
-// "type" field, which is how the pusher frames messages for websocket clients.
+// "type" field, which is how the pusher frames messages for websocket clients. It is the
+// one encoder of a message's fields: AppendPayload is its output without seq, so the
+// two encodings cannot drift apart.
 func (m *Message) AppendJSON(dst []byte, typ string) []byte {
 	dst = append(dst, '{')
 	if typ != "" {

@@ -18,9 +18,12 @@ import (
 type Stored struct {
 	Subject string
 	MsgID   string // the Nats-Msg-Id header, if any
-	Data    []byte
-	Seq     uint64    // stream sequence
-	Time    time.Time // when JetStream stored it
+	// Author is the Chat-Author header: who posted it (an AuthorID), when the api knew.
+	// It never becomes part of a Message: it is not sent to clients nor kept in history.
+	Author string
+	Data   []byte
+	Seq    uint64    // stream sequence
+	Time   time.Time // when JetStream stored it
 }
 
 // StoredFromMsg reads a consumed JetStream message.
@@ -29,18 +32,23 @@ func StoredFromMsg(m jetstream.Msg) (Stored, error) {
 	if err != nil {
 		return Stored{}, fmt.Errorf("message metadata: %w", err)
 	}
-	return Stored{
-		Subject: m.Subject(),
-		MsgID:   m.Headers().Get(HeaderMsgID),
-		Data:    m.Data(),
-		Seq:     md.Sequence.Stream,
-		Time:    md.Timestamp,
-	}, nil
+	return StoredWithMetadata(m, md), nil
+}
+
+// StoredWithMetadata reads a consumed JetStream message whose metadata the caller has
+// already read (the persister also needs its delivery count).
+func StoredWithMetadata(m jetstream.Msg, md *jetstream.MsgMetadata) Stored {
+	return storedFrom(m.Subject(), m.Headers(), m.Data(), md.Sequence.Stream, md.Timestamp)
 }
 
 // StoredFromRaw reads a message fetched with a (direct) get.
 func StoredFromRaw(r *jetstream.RawStreamMsg) Stored {
-	return Stored{Subject: r.Subject, MsgID: r.Header.Get(HeaderMsgID), Data: r.Data, Seq: r.Sequence, Time: r.Time}
+	return storedFrom(r.Subject, r.Header, r.Data, r.Sequence, r.Time)
+}
+
+// storedFrom is the one reader of a stored message's headers.
+func storedFrom(subject string, h nats.Header, data []byte, seq uint64, t time.Time) Stored {
+	return Stored{Subject: subject, MsgID: h.Get(HeaderMsgID), Author: h.Get(HeaderAuthor), Data: data, Seq: seq, Time: t}
 }
 
 // InvalidError explains why a stored payload is not a valid chat message. Its Reason goes
@@ -135,25 +143,24 @@ func FromStored(s Stored, epoch time.Time) (Message, error) {
 	return m, nil
 }
 
-// AppendPayload appends the JSON payload the api publishes for m (everything but seq).
+// AppendPayload appends the JSON payload the api publishes for m: AppendJSON's encoding
+// without its last field, seq, which JetStream assigns. (AppendJSON stays the pusher's
+// hot path exactly as it was; the api pays a backward scan over a few bytes.)
 func (m *Message) AppendPayload(dst []byte) []byte {
-	dst = append(dst, `{"id":`...)
-	dst = appendString(dst, m.ID)
-	dst = append(dst, `,"room":`...)
-	dst = appendString(dst, m.Room)
-	dst = append(dst, `,"name":`...)
-	dst = appendString(dst, m.Name)
-	dst = append(dst, `,"message":`...)
-	dst = appendString(dst, m.Message)
-	dst = append(dst, `,"sent_at":"`...)
-	dst = m.SentAt.UTC().AppendFormat(dst, TimeLayout)
-	return append(dst, `"}`...)
+	start := len(dst)
+	dst = m.AppendJSON(dst, "")
+	cut := start + bytes.LastIndexByte(dst[start:], ',') // the comma of `,"seq":N}`
+	return append(dst[:cut], '}')
 }
 
-// NATSMsg is the NATS message that publishes m: subject of its room, Nats-Msg-Id = id.
-func (m *Message) NATSMsg() *nats.Msg {
+// NATSMsg is the NATS message that publishes m: subject of its room, Nats-Msg-Id = id,
+// and Chat-Author = author when author (an AuthorID) is not empty.
+func (m *Message) NATSMsg(author string) *nats.Msg {
 	msg := nats.NewMsg(Subject(m.Room))
 	msg.Header.Set(HeaderMsgID, m.ID)
+	if author != "" {
+		msg.Header.Set(HeaderAuthor, author)
+	}
 	msg.Data = m.AppendPayload(make([]byte, 0, 96+len(m.Name)+len(m.Message)))
 	return msg
 }

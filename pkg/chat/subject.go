@@ -15,6 +15,10 @@ const (
 
 	// HeaderMsgID is JetStream's de-duplication header; it carries the message id.
 	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderAuthor records who posted a message (an AuthorID), when the api knows: it
+	// scopes an Idempotency-Key to its author. It stays inside the bus: no service sends
+	// it to clients or stores it in history.
+	HeaderAuthor = "Chat-Author"
 	// HeaderDeadLetterReason and HeaderOriginalSubject annotate dead-lettered payloads.
 	HeaderDeadLetterReason = "Chat-Deadletter-Reason"
 	HeaderOriginalSubject  = "Chat-Original-Subject"

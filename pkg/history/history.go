@@ -40,6 +40,17 @@ func Connect(ctx context.Context, uri string) (*mongo.Client, error) {
 	return c, nil
 }
 
+// Disconnect closes c, waiting up to timeout for connections in use to be returned. Every
+// main calls it last, after the consumers drained.
+func Disconnect(c *mongo.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := c.Disconnect(ctx); err != nil {
+		return fmt.Errorf("disconnect mongodb: %w", err)
+	}
+	return nil
+}
+
 // Store reads and writes chat messages in MongoDB.
 type Store struct {
 	client *mongo.Client
@@ -83,9 +94,12 @@ func (d *doc) message() chat.Message {
 	return chat.Message{ID: d.ID, Room: d.Room, Name: d.Name, Message: d.Message, SentAt: chat.NormalizeTime(d.SentAt), Seq: uint64(d.Seq)}
 }
 
-// InsertMany stores msgs with one unordered bulk insert. Messages whose id is already
-// stored are skipped: an error made only of duplicate-key errors is success, which makes
-// redelivered batches idempotent.
+// InsertMany stores msgs with one unordered bulk insert. An id stored more than once in
+// the stream (published without Nats-Msg-Id, or again after the duplicate window) is one
+// message: the copy with the lowest seq, whatever order the copies are written in. So a
+// message whose id is already stored replaces the stored copy only if its seq is lower
+// (one query for the stored seqs, and one unordered bulk write if any is lower);
+// otherwise it is skipped. Redelivered batches are idempotent.
 func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -95,23 +109,83 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 		docs[i] = toDoc(&msgs[i])
 	}
 	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err == nil || onlyDuplicates(err) {
+	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("insert %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
+	dups, ok := duplicates(err)
+	if !ok {
+		return fmt.Errorf("insert %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
+	}
+	// Usually a redelivery: the stored copies are these very ones. Read the stored seqs
+	// (one indexed query) and replace only the copies stored with a higher seq; the
+	// replace is conditional, so a concurrent writer cannot make it keep a higher one.
+	ids := make([]string, len(dups))
+	for k, i := range dups {
+		ids[k] = docs[i].ID
+	}
+	stored, err := s.Seqs(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("keep the lowest seq of %d stored ids (first %s): %w", len(dups), ids[0], err)
+	}
+	var models []mongo.WriteModel
+	for _, i := range dups {
+		d := &docs[i]
+		if seq, ok := stored[d.ID]; ok && seq <= uint64(d.Seq) {
+			continue
+		}
+		models = append(models, mongo.NewReplaceOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: d.ID}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: d.Seq}}}}).
+			SetReplacement(d))
+	}
+	if len(models) == 0 {
+		return nil
+	}
+	if _, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+		return fmt.Errorf("keep the lowest seq of %d stored ids (first %s): %w", len(models), ids[0], err)
+	}
+	return nil
 }
 
-func onlyDuplicates(err error) bool {
+// duplicates returns the indexes of the documents an insert refused as duplicate keys;
+// false if it failed for any other reason.
+func duplicates(err error) ([]int, bool) {
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		return false
+		return nil, false
 	}
+	idx := make([]int, 0, len(bwe.WriteErrors))
 	for _, we := range bwe.WriteErrors {
 		if we.Code != 11000 {
-			return false
+			return nil, false
 		}
+		idx = append(idx, we.Index)
 	}
-	return true
+	return idx, true
+}
+
+// Seqs returns the stored seq of each of ids that is stored (one query). The pushers
+// ask it to tell whether a message is a later copy of a stored one.
+func (s *Store) Seqs(ctx context.Context, ids []string) (map[string]uint64, error) {
+	out := make(map[string]uint64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cur, err := s.coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "seq", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("find %d ids: %w", len(ids), err)
+	}
+	var docs []struct {
+		ID  string `bson:"_id"`
+		Seq int64  `bson:"seq"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read %d ids: %w", len(ids), err)
+	}
+	for _, d := range docs {
+		out[d.ID] = uint64(d.Seq)
+	}
+	return out, nil
 }
 
 // Latest returns the newest limit messages of room, oldest first.

@@ -1,147 +1,17 @@
 package natsconn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 )
 
-func startServer(t *testing.T, opts *server.Options) *server.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
-func connect(t *testing.T, url string, cfg Config) (*nats.Conn, error) {
-	t.Helper()
-	opts, err := Options(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nats.Connect(url, append(opts, nats.Timeout(5*time.Second))...)
-}
-
-// TestNkeyWithPublishPermissions is the account setup of the README's Security section: a
-// user that may publish only to chat.messages.>.
-func TestNkeyWithPublishPermissions(t *testing.T) {
-	user, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := user.PublicKey()
-	seed, _ := user.Seed()
-	seedFile := filepath.Join(t.TempDir(), "user.nk")
-	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, &server.Options{Nkeys: []*server.NkeyUser{{
-		Nkey: pub,
-		Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{"chat.messages.>", "$JS.API.INFO"}},
-			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
-		},
-	}}})
-	if nc, err := nats.Connect(s.ClientURL(), nats.Timeout(5*time.Second)); err == nil {
-		nc.Close()
-		t.Fatal("connected without credentials")
-	}
-	errs := make(chan error, 10)
-	opts, err := Options(Config{NKeySeedFile: seedFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(s.ClientURL(), append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))...)
-	if err != nil {
-		t.Fatalf("connect with nkey: %v", err)
-	}
-	defer nc.Close()
-	if err := nc.Publish("chat.messages.general", []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-errs:
-		t.Fatalf("allowed publish refused: %v", err)
-	default:
-	}
-	_ = nc.Publish("chat.deadletter", []byte(`{}`))
-	_ = nc.Flush()
-	select {
-	case err := <-errs:
-		if err == nil {
-			t.Fatal("nil error")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("publish outside chat.messages.> was not refused")
-	}
-}
-
-func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	_ = os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
-	s := startServer(t, &server.Options{TLSConfig: &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
-		MinVersion:   tls.VersionTLS12,
-	}, TLSTimeout: 5})
-	url := "tls://" + s.Addr().String()
-	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second)); err == nil {
-		nc.Close()
-		t.Fatal("connected without the CA")
-	}
-	nc, err := connect(t, url, Config{TLSCA: caFile})
-	if err != nil {
-		t.Fatalf("connect with CHAT_NATS_TLS_CA: %v", err)
-	}
-	nc.Close()
-}
+// The tests against a real nats-server are in harness/pkgtest/natsconn.
 
 func TestConfigErrors(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "x")
 	_ = os.WriteFile(f, []byte("x"), 0o600)
-	for name, cfg := range map[string]Config{
+	for name, cfg := range map[string]NATS{
 		"creds and seed":   {Creds: f, NKeySeedFile: f},
 		"missing creds":    {Creds: "/nonexistent/creds"},
 		"bad seed":         {NKeySeedFile: f},
@@ -152,18 +22,14 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if opts, err := Options(Config{}); err != nil || len(opts) != 0 {
+	if opts, err := Options(NATS{}); err != nil || len(opts) != 0 {
 		t.Fatalf("empty config: %v %v", opts, err)
 	}
 }
 
-func TestFromEnv(t *testing.T) {
-	t.Setenv("CHAT_NATS_CREDS", "/c")
-	t.Setenv("CHAT_NATS_TLS_KEY", "/k")
-	if c := FromEnv(); c.Creds != "/c" || c.TLSKey != "/k" || c.TLSCA != "" {
-		t.Fatalf("%+v", c)
-	}
-	if _, err := EnvOptions(); err == nil {
-		t.Fatal("missing files accepted")
+func TestRedact(t *testing.T) {
+	got := redact("nats://u:secret@a:4222,nats://b:4222,tls://tok@c:4222")
+	if want := "nats://***@a:4222,nats://b:4222,tls://***@c:4222"; got != want {
+		t.Fatalf("redact = %q, want %q", got, want)
 	}
 }

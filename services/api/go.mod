@@ -3,6 +3,7 @@ module github.com/chatrt/chat/services/api
 go 1.26.0
 
 require (
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/nats-io/nats.go v1.55.0
@@ -26,6 +27,7 @@ require (
 	github.com/go-logr/logr v1.4.2 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-sql-driver/mysql v1.9.2 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/snappy v0.0.4 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -83,3 +85,5 @@ require (
 )
 
 replace github.com/chatrt/chat/pkg => ../../pkg
+
+replace github.com/chatrt/chat/harness => ../../harness

@@ -1,5 +1,6 @@
 // Command api is the chat HTTP api: it publishes posted messages to JetStream, serves
-// history pages from MongoDB and the browser UI.
+// history pages from MongoDB and the browser UI. Configuration is read from the
+// environment (CHAT_*, see app.Config).
 package main
 
 import (
@@ -26,14 +27,14 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "api")
 	code := 0
 	var cfg app.Config
 	if err := envconfig.Process("chat", &cfg); err != nil {
-		log.Error("config", "err", err)
+		log.Error("config", "error", err)
 		code = 2
 	} else if err := run(ctx, cfg, log); err != nil {
-		log.Error("api stopped", "err", err)
+		log.Error("run", "error", err)
 		code = 1
 	}
 	stop()
@@ -54,40 +55,22 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 // serve is run on an open listener (tests use port 0). It closes ln.
 func serve(ctx context.Context, cfg app.Config, log *slog.Logger, ln net.Listener) (err error) {
 	defer ln.Close()
-	closed := make(chan struct{})
-	secure, err := natsconn.EnvOptions()
+	// No buffering while reconnecting: a post either reaches the server now or fails
+	// (503), so a 503 never publishes later.
+	nc, err := natsconn.Connect(cfg.NATS, "chat-api", log, nats.ReconnectBufSize(-1))
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, append(secure,
-		nats.Name("chat-api"),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-		nats.MaxReconnects(-1),
-		// No buffering while reconnecting: a post either reaches the server now or
-		// fails (503), so a 503 never publishes later.
-		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)...)
-	if err != nil {
-		return fmt.Errorf("connect nats %s: %w", cfg.NATSURL, err)
-	}
-	defer nc.Close()
+	defer nc.Close() // early returns; the drain is below
 	mc, err := history.Connect(ctx, cfg.MongoURI)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if derr := mc.Disconnect(dctx); derr != nil && err == nil {
-			err = fmt.Errorf("disconnect mongodb: %w", derr)
-		}
-	}()
+	defer func() { err = errors.Join(err, history.Disconnect(mc, 5*time.Second)) }()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, err := app.New(ctx, cfg, app.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log})
+	a, err := app.New(ctx, cfg, app.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: log})
 	if err != nil {
 		return err
 	}
@@ -100,7 +83,7 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger, ln net.Listene
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("api listening", "addr", ln.Addr().String())
+	log.Info("listening", "addr", ln.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -120,14 +103,6 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger, ln net.Listene
 		return nil
 	})
 	err = g.Wait()
-	if derr := nc.Drain(); derr != nil && err == nil {
-		err = fmt.Errorf("drain nats: %w", derr)
-	}
-	select {
-	case <-closed:
-	case <-time.After(cfg.ShutdownTimeout):
-		log.Warn("nats drain did not finish in time")
-	}
-	log.Info("api stopped")
-	return err
+	log.Info("stopped")
+	return errors.Join(err, nc.Shutdown(cfg.ShutdownTimeout))
 }

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/api/app"
 )
 
@@ -18,7 +19,7 @@ func TestServeAndShutdown(t *testing.T) {
 	n := chattest.StartNATS(t)
 	m := chattest.StartMongo(t)
 	cfg := app.Config{
-		NATSURL: n.URL(), MongoURI: m.URI(), Stream: chat.DefaultStreamOptions(),
+		NATS: natsconn.NATS{URL: n.URL()}, MongoURI: m.URI(), Stream: chat.DefaultStreamOptions(),
 		ShutdownTimeout: 5 * time.Second, PublishTimeout: 5 * time.Second, PublishMaxPending: 64,
 		RateLimit: 50, RateBurst: 200,
 	}

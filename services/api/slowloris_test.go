@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/api/app"
 )
 
@@ -21,7 +22,7 @@ func TestSlowlorisDoesNotStarveOthers(t *testing.T) {
 	n := chattest.StartNATS(t)
 	m := chattest.StartMongo(t)
 	cfg := app.Config{
-		NATSURL: n.URL(), MongoURI: m.URI(), Stream: chat.DefaultStreamOptions(),
+		NATS: natsconn.NATS{URL: n.URL()}, MongoURI: m.URI(), Stream: chat.DefaultStreamOptions(),
 		ShutdownTimeout: 5 * time.Second, PublishTimeout: 5 * time.Second, PublishMaxPending: 64,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

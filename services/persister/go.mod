@@ -3,6 +3,7 @@ module github.com/chatrt/chat/services/persister
 go 1.26.0
 
 require (
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/nats-io/nats.go v1.55.0
@@ -84,3 +85,5 @@ require (
 )
 
 replace github.com/chatrt/chat/pkg => ../../pkg
+
+replace github.com/chatrt/chat/harness => ../../harness

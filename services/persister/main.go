@@ -18,7 +18,6 @@ import (
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/app"
 	"github.com/kelseyhightower/envconfig"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -26,58 +25,38 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "persister")
+	code := 0
 	var cfg app.Config
-	err := envconfig.Process("chat", &cfg)
-	if err == nil {
-		err = run(ctx, cfg, log)
+	if err := envconfig.Process("chat", &cfg); err != nil {
+		log.Error("config", "error", err)
+		code = 2
+	} else if err := run(ctx, cfg, log); err != nil {
+		log.Error("run", "error", err)
+		code = 1
 	}
 	stop()
-	if err != nil {
-		log.Error("persister failed", "err", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
 // run serves the persister until ctx is done, then shuts down in order: HTTP server and
 // consumer intake stop, the in-flight batch is written and acked, NATS drains, MongoDB
 // disconnects.
-func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
-	closed := make(chan struct{})
-	secure, err := natsconn.EnvOptions()
+func run(ctx context.Context, cfg app.Config, log *slog.Logger) (err error) {
+	nc, err := natsconn.Connect(cfg.NATS, "chat-persister", log)
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, append(secure, nats.Name("chat-persister"), nats.MaxReconnects(-1),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))...)
-	if err != nil {
-		return fmt.Errorf("connect nats: %w", err)
-	}
-	defer func() {
-		if err := nc.Drain(); err == nil {
-			select {
-			case <-closed:
-			case <-time.After(cfg.ShutdownTimeout):
-				log.Warn("nats drain timed out")
-			}
-		}
-		nc.Close()
-	}()
+	defer nc.Close() // early returns; the drain is below
 	mc, err := history.Connect(ctx, cfg.MongoURI)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = mc.Disconnect(dctx)
-	}()
+	defer func() { err = errors.Join(err, history.Disconnect(mc, 5*time.Second)) }()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, err := app.New(ctx, cfg, app.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log})
+	a, err := app.New(ctx, cfg, app.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: log})
 	if err != nil {
 		return err
 	}
@@ -92,12 +71,12 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
-	log.Info("persister listening", "addr", ln.Addr().String())
+	log.Info("listening", "addr", ln.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve http: %w", err)
+			return fmt.Errorf("http serve: %w", err)
 		}
 		return nil
 	})
@@ -105,8 +84,13 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
 	})
 	g.Go(func() error { return a.Run(gctx) })
-	return g.Wait()
+	err = g.Wait()
+	log.Info("stopped")
+	return errors.Join(err, nc.Shutdown(cfg.ShutdownTimeout))
 }

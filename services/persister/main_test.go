@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/app"
 )
 
@@ -28,7 +29,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	n := chattest.StartNATS(t)
 	m := chattest.StartMongo(t)
 	cfg := app.Config{
-		NATSURL: n.URL(), MongoURI: m.URI(), HTTPAddr: freeAddr(t),
+		NATS: natsconn.NATS{URL: n.URL()}, MongoURI: m.URI(), HTTPAddr: freeAddr(t),
 		Stream: chat.DefaultStreamOptions(), ShutdownTimeout: 5 * time.Second,
 	}
 	ctx, cancel := context.WithCancel(context.Background())

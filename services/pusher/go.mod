@@ -3,6 +3,7 @@ module github.com/chatrt/chat/services/pusher
 go 1.26.0
 
 require (
+	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/kelseyhightower/envconfig v1.4.0
@@ -14,6 +15,8 @@ require (
 	golang.org/x/sync v0.25.0
 	golang.org/x/time v0.16.0
 )
+
+require github.com/kylelemons/godebug v1.1.0 // indirect
 
 require (
 	filippo.io/edwards25519 v1.1.0 // indirect
@@ -29,6 +32,7 @@ require (
 	github.com/go-logr/logr v1.4.2 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-sql-driver/mysql v1.9.2 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/snappy v0.0.4 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -86,3 +90,5 @@ require (
 )
 
 replace github.com/chatrt/chat/pkg => ../../pkg
+
+replace github.com/chatrt/chat/harness => ../../harness

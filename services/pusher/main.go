@@ -1,5 +1,6 @@
 // Command pusher pushes chat messages to websocket clients. Run as many as needed behind a
-// load balancer: each consumes the whole stream and serves any client.
+// load balancer: each consumes the whole stream and serves any client. Configuration is
+// read from the environment (CHAT_*, see app.Config).
 package main
 
 import (
@@ -26,43 +27,45 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", "pusher")
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "pusher")
 	// The pusher's heap is mostly long-lived per-connection state, and it allocates little
 	// per delivery: half of Go's default GC headroom costs next to no CPU here and saves
 	// about a fifth of what an idle connection costs (README, Performance). GOGC wins.
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(50)
 	}
+	code := 0
 	var cfg app.Config
 	if err := envconfig.Process("chat", &cfg); err != nil {
 		log.Error("config", "error", err)
-		os.Exit(2)
-	}
-	if err := run(ctx, cfg, log); err != nil {
+		code = 2
+	} else if err := run(ctx, cfg, log); err != nil {
 		log.Error("run", "error", err)
-		os.Exit(1)
+		code = 1
 	}
+	stop()
+	os.Exit(code)
 }
 
-func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
-	secure, err := natsconn.EnvOptions()
+// run serves websockets until ctx is done, then shuts down in order: readiness false and
+// the websocket clients closed, HTTP server shut down, NATS drained, MongoDB disconnected.
+func run(ctx context.Context, cfg app.Config, log *slog.Logger) (err error) {
+	// A pusher publishes nothing, so it may start before NATS is reachable: the first
+	// connect is retried like a reconnect.
+	nc, err := natsconn.Connect(cfg.NATS, "chat-pusher", log, nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, append(secure, nats.Name("chat-pusher"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))...)
-	if err != nil {
-		return fmt.Errorf("connect nats: %w", err)
-	}
-	defer nc.Close()
+	defer nc.Close() // early returns; the drain is below
 	mc, err := history.Connect(ctx, cfg.MongoURI)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = mc.Disconnect(context.Background()) }()
+	defer func() { err = errors.Join(err, history.Disconnect(mc, 5*time.Second)) }()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, err := app.New(ctx, cfg, app.Deps{NATS: nc, Mongo: mc, Metrics: reg, Log: log})
+	a, err := app.New(ctx, cfg, app.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: log})
 	if err != nil {
 		return err
 	}
@@ -80,7 +83,7 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 	g.Go(func() error {
 		log.Info("listening", "addr", cfg.HTTPAddr)
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
+			return fmt.Errorf("http serve: %w", err)
 		}
 		return nil
 	})
@@ -92,11 +95,12 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 		<-drained
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
 	})
 	err = g.Wait()
-	if derr := nc.Drain(); derr != nil && err == nil {
-		err = fmt.Errorf("drain nats: %w", derr)
-	}
-	return err
+	log.Info("stopped")
+	return errors.Join(err, nc.Shutdown(cfg.ShutdownTimeout))
 }

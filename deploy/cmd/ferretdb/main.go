@@ -1,4 +1,4 @@
-// Command ferretdb runs FerretDB on SQLite (github.com/chatrt/chat/pkg/embedded) as a
+// Command ferretdb runs FerretDB on SQLite (github.com/chatrt/chat/harness/embedded) as a
 // process, the MongoDB of the loopback topology (deploy/topology):
 //
 //	ferretdb -addr 127.0.0.1:27017 -dir ./data/ferretdb
@@ -15,7 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/chatrt/chat/pkg/embedded"
+	"github.com/chatrt/chat/harness/embedded"
 )
 
 func main() {

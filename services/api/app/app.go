@@ -14,9 +14,10 @@ import (
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
-	"github.com/chatrt/chat/services/api/internal/publish"
 	"github.com/chatrt/chat/services/api/internal/ratelimit"
+	"github.com/chatrt/chat/services/api/internal/stream"
 	"github.com/chatrt/chat/services/api/internal/web"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,8 +26,8 @@ import (
 
 // Config is read with envconfig.Process("chat", &cfg): every field is CHAT_<tag>.
 type Config struct {
-	// NATSURL is the NATS server (CHAT_NATS_URL).
-	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	// NATS is the connection to NATS: CHAT_NATS_URL and the CHAT_NATS_* security settings.
+	natsconn.NATS
 	// MongoURI is the MongoDB holding the history (CHAT_MONGO_URI).
 	MongoURI string `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
 	// HTTPAddr is where the api listens (CHAT_HTTP_ADDR).
@@ -55,9 +56,14 @@ type Config struct {
 	// TrustedProxies lists proxy IPs or CIDRs, comma-separated, whose X-Forwarded-For is
 	// believed for the client address (CHAT_TRUSTED_PROXIES). Empty: the peer address.
 	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
+	// AllowedOrigins are browser Origins (scheme://host[:port], comma-separated, "*": any)
+	// answered with CORS headers, so pages there can use the api (CHAT_ALLOWED_ORIGINS,
+	// the setting the pushers check websocket Origins against). Empty: same origin only.
+	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
 	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_HS256_SECRET,
-	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE, CHAT_AUTH_ISSUER,
-	// CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY): posts and history reads then need a token
+	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE or CHAT_AUTH_JWKS_URL; with
+	// CHAT_AUTH_ISSUER, CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY, CHAT_AUTH_JWKS_REFRESH, see
+	// pkg/auth): posts and history reads then need a token
 	// allowing the room, and the author is the token's name (else sub).
 	auth.Config
 }
@@ -93,7 +99,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api config: %w", err)
 	}
-	verifier, err := auth.NewVerifier(cfg.Config)
+	verifier, err := auth.NewVerifier(cfg.Config, auth.WithLogger(deps.Log))
 	if err != nil {
 		return nil, fmt.Errorf("api config: %w", err)
 	}
@@ -103,7 +109,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	}
 	// A stream this service creates continues after what MongoDB holds.
 	cfg.Stream.NextSeq = store.NextSeq
-	pub, err := publish.New(ctx, deps.NATS, publish.Options{
+	appender, err := stream.New(ctx, deps.NATS, stream.Options{
 		Stream:     cfg.Stream,
 		MaxPending: cfg.PublishMaxPending,
 		Timeout:    cfg.PublishTimeout,
@@ -112,7 +118,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	srv, err := httpapi.New(httpapi.Options{
-		Publisher:      pub,
+		Stream:         appender,
 		History:        store,
 		Limiter:        ratelimit.New(cfg.RateLimit, cfg.RateBurst),
 		Clients:        clients,
@@ -120,6 +126,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		HistoryTimeout: cfg.HistoryTimeout,
 		RetryAfter:     cfg.RetryAfter,
 		UI:             web.Handler(),
+		AllowedOrigins: cfg.AllowedOrigins,
 		Metrics:        deps.Metrics,
 		Log:            deps.Log,
 	})
@@ -132,6 +139,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 // Handler serves every api route: POST/GET /messages, POST/GET /rooms/{room}/messages,
 // /healthz, /readyz, /metrics and the UI at /.
 func (a *App) Handler() http.Handler { return a.server.Handler() }
+
+// Ready returns nil when the api can take posts (NATS connected, MongoDB answering, not
+// draining), else an error saying what is not. /readyz answers the same.
+func (a *App) Ready(ctx context.Context) error { return a.server.Ready(ctx) }
 
 // Run waits until ctx is done, then drains: /readyz turns 503, new posts get 503, and it
 // returns once the posts in flight are answered (or ShutdownTimeout passes). The caller

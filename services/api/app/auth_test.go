@@ -2,6 +2,11 @@ package app_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/auth"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/services/api/app"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -119,6 +124,56 @@ func TestAuthMatrix(t *testing.T) {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestAuthJWKS: the api verifies tokens with keys from an identity provider's JWKS (the
+// kid selects the key, ES256 here), checks the audience, and refuses to start with a
+// JWKS but no CHAT_AUTH_AUDIENCE.
+func TestAuthJWKS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := key.PublicKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding
+	jwks, _ := json.Marshal(map[string]any{"keys": []any{map[string]any{
+		"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+		"x": b64.EncodeToString(pub[1:33]), "y": b64.EncodeToString(pub[33:]),
+	}}})
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(jwks)
+	}))
+	defer idp.Close()
+
+	e := newEnv(t, func(c *app.Config) { c.JWKSURL = idp.URL; c.Audience = "chat" })
+	cfg := defaultConfig(t)
+	cfg.JWKSURL = idp.URL
+	if _, err := app.New(t.Context(), cfg, app.Deps{NATS: e.nc, Mongo: e.mongo.Connect(t)}); err == nil || !strings.Contains(err.Error(), "CHAT_AUTH_AUDIENCE") {
+		t.Fatalf("JWKS without audience: %v", err)
+	}
+	sign := func(kid string, claims map[string]any) string {
+		claims["exp"] = time.Now().Add(time.Hour).Unix()
+		tok, err := auth.SignWithKeyID(key, kid, claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + tok
+	}
+	resp, body := e.postJSON("/rooms/general/messages", `{"message":"m"}`, "Authorization", sign("k1", map[string]any{"sub": "ann", "aud": "chat"}))
+	if resp.StatusCode != http.StatusCreated || decodeMessage(t, body).Name != "ann" {
+		t.Fatalf("JWKS token: %d %s", resp.StatusCode, body)
+	}
+	for _, tok := range []string{
+		sign("k1", map[string]any{"sub": "ann", "aud": "billing"}), // another app's token
+		sign("k2", map[string]any{"sub": "ann", "aud": "chat"}),    // a kid the provider does not list
+	} {
+		resp, body := e.postJSON("/rooms/general/messages", `{"message":"m"}`, "Authorization", tok)
+		wantError(t, resp, body, http.StatusUnauthorized)
 	}
 }
 

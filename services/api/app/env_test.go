@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/services/api/app"
 	"github.com/kelseyhightower/envconfig"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/services/api/app"
 )
 
@@ -31,9 +31,15 @@ func TestNATSOutage(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"ready":false`) {
 		t.Fatalf("readyz during outage: %d %s", resp.StatusCode, body)
 	}
+	if err := e.app.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "nats") {
+		t.Fatalf("Ready during outage = %v, want an error naming nats", err)
+	}
 
 	e.nats.Start()
 	chattest.Eventually(t, 10*time.Second, e.nc.IsConnected, "app connection did not reconnect")
+	if err := e.app.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready after reconnect: %v", err)
+	}
 	resp, body = e.postJSON("/messages", `{"name":"a","message":"after"}`)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("after restart: status %d: %s", resp.StatusCode, body)

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -25,6 +26,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	if err := json.Unmarshal(body, &rd); err != nil || resp.StatusCode != http.StatusOK || !rd.Ready || rd.NATS != "CONNECTED" || rd.Mongo != "ok" || rd.Draining {
 		t.Fatalf("readyz %d %s (%v)", resp.StatusCode, body, err)
+	}
+	if err := e.app.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready = %v, want nil", err)
 	}
 	e.postJSON("/messages", `{"name":"a","message":"b"}`)
 	e.postJSON("/messages", `{`)
@@ -94,7 +98,7 @@ func TestRoutesAndHeaders(t *testing.T) {
 func TestConfigFromEnvironment(t *testing.T) {
 	c := defaultConfig(t)
 	if c.RateLimit != 50 || c.RateBurst != 200 || c.PublishTimeout != 5*time.Second || c.Stream.Duplicates != 2*time.Minute ||
-		c.HTTPAddr != "127.0.0.1:8080" || c.NATSURL != "nats://127.0.0.1:4222" {
+		c.HTTPAddr != "127.0.0.1:8080" || c.URL != "nats://127.0.0.1:4222" {
 		t.Fatalf("defaults %+v", c)
 	}
 	t.Setenv("CHAT_RATE_LIMIT", "0")
@@ -102,12 +106,17 @@ func TestConfigFromEnvironment(t *testing.T) {
 	t.Setenv("CHAT_STREAM_DUPLICATES", "10m")
 	t.Setenv("CHAT_PUBLISH_TIMEOUT", "2s")
 	t.Setenv("CHAT_TRUSTED_PROXIES", "10.0.0.0/8,192.0.2.1")
+	// The embedded natsconn.NATS keeps the variables' v1 names.
+	t.Setenv("CHAT_NATS_URL", "nats://n1:4222,nats://n2:4222")
+	t.Setenv("CHAT_NATS_CREDS", "/run/chat.creds")
+	t.Setenv("CHAT_NATS_TLS_CA", "/run/ca.pem")
 	var got app.Config
 	if err := envconfigProcess(&got); err != nil {
 		t.Fatal(err)
 	}
 	if got.RateLimit != 0 || got.RateBurst != 7 || got.Stream.Duplicates != 10*time.Minute || got.PublishTimeout != 2*time.Second ||
-		len(got.TrustedProxies) != 2 || got.TrustedProxies[1] != "192.0.2.1" {
+		len(got.TrustedProxies) != 2 || got.TrustedProxies[1] != "192.0.2.1" ||
+		got.URL != "nats://n1:4222,nats://n2:4222" || got.Creds != "/run/chat.creds" || got.TLSCA != "/run/ca.pem" {
 		t.Fatalf("from environment %+v", got)
 	}
 }

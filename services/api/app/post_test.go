@@ -216,7 +216,7 @@ func TestIdempotencyKey(t *testing.T) {
 			{"/messages", "application/json", `{"name":"a","message":"first"}`},
 			{"/messages", "application/json", `{"name":"b","message":"second, different"}`},
 			{"/messages", "application/x-www-form-urlencoded", "name=c&message=third"},
-			{"/rooms/elsewhere/messages", "application/json", `{"name":"d","message":"fourth"}`},
+			{"/rooms/general/messages", "application/json", `{"name":"d","message":"fourth"}`},
 		}
 		for _, r := range retries {
 			resp, body := e.do("POST", r.path, r.body, "Content-Type", r.ctype, "Idempotency-Key", key)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/internal/persist"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,8 @@ import (
 
 // Config is read with envconfig.Process("chat", &cfg): every field is CHAT_<name>.
 type Config struct {
-	NATSURL  string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	// NATS is the connection to NATS: CHAT_NATS_URL and the CHAT_NATS_* security settings.
+	natsconn.NATS
 	MongoURI string `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8082"`
 	// Stream configures the CHAT stream that every service ensures (CHAT_STREAM_*).
@@ -43,8 +45,9 @@ type Config struct {
 	AckWait time.Duration `envconfig:"ACK_WAIT" default:"30s"`
 	// WriteTimeout bounds one batch insert (capped at AckWait/2).
 	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s"`
-	// RetryMin and RetryMax bound the redelivery delay after a failed write: RetryMin
-	// doubled per earlier delivery of the message, at most RetryMax.
+	// RetryMin and RetryMax set the redelivery delay after a failed write: RetryMin
+	// doubled per earlier delivery of the message, at most RetryMax, of which a random
+	// half to all is waited (jitter).
 	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"250ms"`
 	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s"`
 	// PendingInterval is how often the consumer's pending counts are polled for metrics.
@@ -78,7 +81,6 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	deps.Log = deps.Log.With("svc", "persister")
 	store := history.New(deps.Mongo)
 	if err := store.EnsureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("persister: %w", err)
@@ -114,8 +116,8 @@ func (a *App) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if reason := a.notReady(r.Context()); reason != "" {
-			writeJSON(w, http.StatusServiceUnavailable, `{"error":"`+reason+`"}`)
+		if err := a.Ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, `{"error":"`+err.Error()+`"}`)
 			return
 		}
 		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
@@ -124,20 +126,21 @@ func (a *App) Handler() http.Handler {
 	return mux
 }
 
-// notReady returns why the service cannot do its work now, or "".
-func (a *App) notReady(ctx context.Context) string {
+// Ready returns nil when the persister can store messages, else an error saying why not:
+// "draining", "nats unavailable" or "mongodb unavailable". /readyz answers the same.
+func (a *App) Ready(ctx context.Context) error {
 	if a.p.Draining() {
-		return "draining"
+		return errors.New("draining")
 	}
 	if !a.deps.NATS.IsConnected() {
-		return "nats unavailable"
+		return errors.New("nats unavailable")
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := a.store.Ping(ctx); err != nil {
-		return "mongodb unavailable"
+		return errors.New("mongodb unavailable")
 	}
-	return ""
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, body string) {

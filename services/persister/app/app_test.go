@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -60,12 +60,15 @@ func TestAppStoresAndServesProbes(t *testing.T) {
 	if code, body := get(t, srv.URL+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d %s", code, body)
 	}
+	if err := a.Ready(ctx); err != nil {
+		t.Fatalf("Ready = %v, want nil", err)
+	}
 
 	msg, err := chat.NewMessage(chat.Post{Name: "ann", Message: "hi <there> & you"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.PublishMsg(ctx, msg.NATSMsg()); err != nil {
+	if _, err := js.PublishMsg(ctx, msg.NATSMsg("")); err != nil {
 		t.Fatal(err)
 	}
 	store := history.New(mc)
@@ -84,6 +87,9 @@ func TestAppStoresAndServesProbes(t *testing.T) {
 	if code, body := get(t, srv.URL+"/readyz"); code != 503 || !strings.Contains(body, "mongodb") {
 		t.Errorf("readyz with MongoDB down: %d %s", code, body)
 	}
+	if err := a.Ready(ctx); err == nil || !strings.Contains(err.Error(), "mongodb") {
+		t.Errorf("Ready with MongoDB down = %v, want an error naming mongodb", err)
+	}
 	m.Start()
 	chattest.Eventually(t, 15*time.Second, func() bool { code, _ := get(t, srv.URL+"/readyz"); return code == 200 }, "ready again")
 
@@ -99,5 +105,8 @@ func TestAppStoresAndServesProbes(t *testing.T) {
 	}
 	if code, body := get(t, srv.URL+"/readyz"); code != 503 || !strings.Contains(body, "draining") {
 		t.Errorf("readyz while draining: %d %s", code, body)
+	}
+	if err := a.Ready(context.Background()); err == nil || err.Error() != "draining" {
+		t.Errorf("Ready while draining = %v, want draining", err)
 	}
 }

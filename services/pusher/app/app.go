@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
+	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/services/pusher/internal/dedup"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
 	"github.com/chatrt/chat/services/pusher/internal/session"
@@ -29,7 +32,8 @@ import (
 
 // Config is read from the environment with the prefix CHAT_.
 type Config struct {
-	NATSURL         string             `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	// NATS is the connection to NATS: CHAT_NATS_URL and the CHAT_NATS_* security settings.
+	natsconn.NATS
 	MongoURI        string             `envconfig:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
 	HTTPAddr        string             `envconfig:"HTTP_ADDR" default:"127.0.0.1:8081"`
 	Stream          chat.StreamOptions `envconfig:"STREAM"`
@@ -55,6 +59,11 @@ type Config struct {
 	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"5ms"`
 	// StreamWatch is how often the node checks whether the stream was recreated.
 	StreamWatch time.Duration `envconfig:"STREAM_WATCH" default:"2s"`
+	// DedupIndexBytes bounds the node's index of recent message ids (later stream copies
+	// of an id are not pushed; see dedup); DedupSkew is the clock skew allowed between
+	// whoever made a ULID id and this node (CHAT_DEDUP_INDEX_BYTES, CHAT_DEDUP_SKEW).
+	DedupIndexBytes int           `envconfig:"DEDUP_INDEX_BYTES" default:"16777216"`
+	DedupSkew       time.Duration `envconfig:"DEDUP_SKEW" default:"5s"`
 
 	// MaxConnections caps this node's websockets; beyond it upgrades get 503 + Retry-After
 	// (CHAT_MAX_CONNECTIONS, 0: unlimited).
@@ -94,6 +103,7 @@ type App struct {
 	hub      *hub.Hub
 	ws       *session.Handler
 	feed     *feed.Feed
+	dedup    *dedup.Filter
 	draining atomic.Bool
 }
 
@@ -118,7 +128,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream info: %w", err)
 	}
-	verifier, err := auth.NewVerifier(cfg.Config)
+	verifier, err := auth.NewVerifier(cfg.Config, auth.WithLogger(deps.Log))
 	if err != nil {
 		return nil, fmt.Errorf("pusher config: %w", err)
 	}
@@ -128,6 +138,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	}
 	src := feed.NewSource(js, stream, ensure)
 	start := info.State.LastSeq
+	var seqs dedup.Store // a nil *history.Store must stay a nil interface
+	if store != nil {
+		seqs = store
+	}
+	sink := &hubSink{}
+	filter := dedup.New(dedup.Config{IndexBytes: cfg.DedupIndexBytes, Skew: cfg.DedupSkew}, sink, seqs, deps.Metrics, deps.Log)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := filter.Warm(wctx, stream, info.Created, start); err != nil {
+		deps.Log.Warn("duplicate index starts cold", "error", err)
+	}
+	cancel()
 	h := hub.New(hub.Config{
 		Window:        max(cfg.Window, 1),
 		QueueSize:     max(cfg.QueueSize, 2*max(cfg.Window, 1)),
@@ -136,7 +157,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		MaxSubs:       max(cfg.MaxSubscriptions, 1),
 		CloseSpread:   cfg.CloseSpread,
 		FlushInterval: cfg.FlushInterval,
-	}, start, info.Created, feed.NewBacklog(src, store), deps.Metrics, deps.Log)
+	}, start, info.Created, feed.NewBacklog(src, store, filter), deps.Metrics, deps.Log)
+	sink.Hub = h
 	ws := session.NewHandler(h, session.Config{
 		PongTimeout:   cfg.PongTimeout,
 		WriteTimeout:  cfg.WriteTimeout,
@@ -152,11 +174,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		},
 	}, deps.Metrics)
 	return &App{
-		cfg:  cfg,
-		deps: deps,
-		hub:  h,
-		ws:   ws,
-		feed: feed.New(src, start, cfg.StreamWatch, h, deps.Log),
+		cfg:   cfg,
+		deps:  deps,
+		hub:   h,
+		ws:    ws,
+		feed:  feed.New(src, start, cfg.StreamWatch, filter, deps.Log),
+		dedup: filter,
 	}, nil
 }
 
@@ -170,7 +193,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		natsOK := a.deps.NATS.IsConnected()
 		status := http.StatusOK
-		if !natsOK || a.draining.Load() {
+		if a.Ready(r.Context()) != nil {
 			status = http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, map[string]any{"nats": natsOK, "draining": a.draining.Load(),
@@ -182,6 +205,18 @@ func (a *App) Handler() http.Handler {
 	return mux
 }
 
+// Ready returns nil when the pusher takes websocket clients (NATS connected, not
+// draining), else an error saying what is not. /readyz answers the same.
+func (a *App) Ready(context.Context) error {
+	if a.draining.Load() {
+		return errors.New("draining")
+	}
+	if !a.deps.NATS.IsConnected() {
+		return errors.New("nats unavailable")
+	}
+	return nil
+}
+
 // Run feeds the hub until ctx ends, then drains: readiness goes false, clients are
 // closed with 1012 (spread over CloseSpread), and only then the feed stops.
 func (a *App) Run(ctx context.Context) error {
@@ -189,6 +224,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopFeed()
 	g, gctx := errgroup.WithContext(feedCtx)
 	g.Go(func() error { return a.feed.Run(gctx) })
+	g.Go(func() error { return a.dedup.Run(gctx) })
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():
@@ -212,3 +248,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// hubSink lets the duplicate filter be built before the hub it feeds (the hub's backlog
+// needs the filter); Hub is set before the feed runs.
+type hubSink struct{ *hub.Hub }

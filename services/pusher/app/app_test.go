@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/services/pusher/app"
 	"github.com/gorilla/websocket"
@@ -28,7 +28,7 @@ type env struct {
 	nats  *chattest.NATS
 	mongo *chattest.Mongo
 	js    jetstream.JetStream
-	pub   *chat.Publisher
+	pub   *chat.Poster
 	store *history.Store
 }
 
@@ -41,7 +41,7 @@ func newEnv(t *testing.T, opts chat.StreamOptions) *env {
 	if _, err := chat.EnsureStreams(ctx, e.js, opts); err != nil {
 		t.Fatal(err)
 	}
-	e.pub = chat.NewPublisher(e.js)
+	e.pub = chat.NewPoster(e.js)
 	e.store = history.New(e.mongo.Connect(t))
 	return e
 }
@@ -56,6 +56,7 @@ type node struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
+	app    *app.App
 }
 
 // startPusher runs a pusher node against the env's servers and returns its ws URL.
@@ -70,7 +71,7 @@ func (e *env) startPusher(cfg app.Config) *node {
 	}
 	srv := httptest.NewServer(a.Handler())
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws", cancel: cancel, done: make(chan error, 1)}
+	n := &node{url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws", cancel: cancel, done: make(chan error, 1), app: a}
 	go func() { n.done <- a.Run(ctx) }()
 	e.t.Cleanup(func() {
 		cancel()
@@ -84,7 +85,7 @@ func (e *env) publish(room string, n int) []chat.Message {
 	e.t.Helper()
 	var out []chat.Message
 	for i := 0; i < n; i++ {
-		m, _, err := e.pub.Publish(context.Background(), chat.Post{Room: room, Name: "n", Message: fmt.Sprintf("%s-%d", room, i)})
+		m, _, err := e.pub.Post(context.Background(), chat.Post{Room: room, Name: "n", Message: fmt.Sprintf("%s-%d", room, i)})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -220,7 +221,7 @@ func TestResumeAcrossMongoStreamAndLiveWhilePublishing(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 40; i++ {
-			m, _, err := e.pub.Publish(context.Background(), chat.Post{Room: "r", Name: "n", Message: fmt.Sprint("live-", i)})
+			m, _, err := e.pub.Post(context.Background(), chat.Post{Room: "r", Name: "n", Message: fmt.Sprint("live-", i)})
 			if err != nil {
 				t.Error(err)
 				return
@@ -316,7 +317,7 @@ func TestSlowClientEvictedWithoutSlowingOthers(t *testing.T) {
 	go func() {
 		defer close(sent)
 		for i := 0; i < total; i++ {
-			m, _, err := e.pub.Publish(context.Background(), chat.Post{Room: "r", Name: "n", Message: big})
+			m, _, err := e.pub.Post(context.Background(), chat.Post{Room: "r", Name: "n", Message: big})
 			if err != nil {
 				t.Error(err)
 				return
@@ -345,9 +346,15 @@ func TestShutdownClosesClientsWith1012(t *testing.T) {
 	n := e.startPusher(defaultConfig())
 	c := dial(t, n.url+"?room=r")
 	c.next()
+	if err := n.app.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready = %v, want nil", err)
+	}
 	n.cancel()
 	if code := c.closeCode(); code != 1012 {
 		t.Fatalf("close %d, want 1012", code)
+	}
+	if err := n.app.Ready(context.Background()); err == nil || err.Error() != "draining" {
+		t.Fatalf("Ready while draining = %v, want draining", err)
 	}
 	select {
 	case err := <-n.done:

@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/chatrt/chat/pkg/auth"
-	"github.com/chatrt/chat/pkg/chat"
 )
 
 // authenticate checks the request's bearer token (Authorization header only: the api
@@ -25,11 +24,9 @@ func (s *Server) authenticate(r *http.Request) (*auth.Claims, *httpError) {
 	return c, nil
 }
 
-// authorize checks that the token allows room (any room when auth is off).
+// authorize checks that the token allows room, a resolved room (any room when auth is
+// off).
 func authorize(c *auth.Claims, room string) *httpError {
-	if room == "" {
-		room = chat.DefaultRoom
-	}
 	if c != nil && !c.Allows(room) {
 		e := auth.Forbidden(room)
 		return &httpError{status: e.Status, reason: e.Reason}

@@ -118,7 +118,7 @@ func FuzzReadPost(f *testing.F) {
 		if key != "" {
 			r.Header.Set(HeaderIdempotencyKey, key)
 		}
-		m, herr := s.readPost(httptest.NewRecorder(), r, pathRoom, nil)
+		m, author, herr := s.readPost(httptest.NewRecorder(), r, pathRoom, nil)
 		if herr != nil {
 			if herr.status < 400 || herr.status > 499 || herr.reason == "" {
 				t.Fatalf("error %d %q", herr.status, herr.reason)
@@ -130,6 +130,9 @@ func FuzzReadPost(f *testing.F) {
 		}
 		if pathRoom != "" && m.Room != pathRoom {
 			t.Fatalf("room %q, path %q", m.Room, pathRoom)
+		}
+		if author != "" {
+			t.Fatalf("author %q without a token", author)
 		}
 		if key != "" && m.ID != key {
 			t.Fatalf("id %q, key %q", m.ID, key)

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -16,19 +18,48 @@ type readiness struct {
 	NATS     string `json:"nats"`
 	Mongo    string `json:"mongo"`
 	Draining bool   `json:"draining"`
+	natsOK   bool
+}
+
+// check reports readiness: NATS connected, MongoDB answering a ping (within 2s) and not
+// draining.
+func (s *Server) check(ctx context.Context) readiness {
+	rd := readiness{NATS: s.o.Stream.Status(), Mongo: "ok", Draining: s.draining.Load()}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.o.History.Ping(ctx); err != nil {
+		rd.Mongo = "unreachable"
+		s.log.Warn("readiness: mongodb ping", "error", err)
+	}
+	rd.natsOK = s.o.Stream.Connected()
+	rd.Ready = rd.natsOK && rd.Mongo == "ok" && !rd.Draining
+	return rd
+}
+
+// Ready returns nil when the api can take posts and serve history, else an error saying
+// what is not ready. It is what /readyz answers, for a caller in the same process.
+func (s *Server) Ready(ctx context.Context) error {
+	rd := s.check(ctx)
+	var why []string
+	if rd.Draining {
+		why = append(why, "draining")
+	}
+	if !rd.natsOK {
+		why = append(why, "nats "+rd.NATS)
+	}
+	if rd.Mongo != "ok" {
+		why = append(why, "mongodb "+rd.Mongo)
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return errors.New("not ready: " + strings.Join(why, ", "))
 }
 
 // readyz answers 200 when NATS is connected, MongoDB answers a ping and the server is
 // not draining; 503 otherwise. The body says which.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	rd := readiness{NATS: s.o.Publisher.Status(), Mongo: "ok", Draining: s.draining.Load()}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.o.History.Ping(ctx); err != nil {
-		rd.Mongo = "unreachable"
-		s.log.Warn("readiness: mongodb ping", "err", err)
-	}
-	rd.Ready = s.o.Publisher.Connected() && rd.Mongo == "ok" && !rd.Draining
+	rd := s.check(r.Context())
 	status := http.StatusOK
 	if !rd.Ready {
 		status = http.StatusServiceUnavailable

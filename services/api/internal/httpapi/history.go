@@ -75,7 +75,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, room string) in
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			return 499
 		}
-		s.log.Error("history", "request_id", w.Header().Get(HeaderRequestID), "room", p.room, "err", err)
+		s.log.Error("history", "request_id", w.Header().Get(HeaderRequestID), "room", p.room, "error", err)
 		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "history unavailable")
 		return http.StatusServiceUnavailable
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/services/api/internal/publish"
+	"github.com/chatrt/chat/services/api/internal/stream"
 )
 
 // HeaderIdempotencyKey makes a post idempotent: the key becomes the message id.
@@ -69,7 +69,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		writeHTTPError(w, herr)
 		return herr.status
 	}
-	m, herr := s.readPost(w, r, pathRoom, claims)
+	m, author, herr := s.readPost(w, r, pathRoom, claims)
 	if herr != nil {
 		writeHTTPError(w, herr)
 		return herr.status
@@ -79,18 +79,23 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		return http.StatusServiceUnavailable
 	}
 	defer s.inflight.leave()
-	if !s.o.Publisher.Connected() {
+	if !s.o.Stream.Connected() {
 		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "message broker unavailable")
 		return http.StatusServiceUnavailable
 	}
 	start := time.Now()
-	stored, duplicate, err := s.o.Publisher.Publish(r.Context(), m)
+	stored, duplicate, err := s.o.Stream.Append(r.Context(), m, author)
 	switch {
 	case err == nil:
 		s.metrics.ackSeconds.Observe(time.Since(start).Seconds())
 		writeMessage(w, http.StatusCreated, &stored)
 		return http.StatusCreated
-	case errors.Is(err, publish.ErrOriginalUnusable):
+	case errors.Is(err, stream.ErrKeyInUse):
+		// Another room's or author's message: say nothing of it, not even which.
+		s.log.Info("idempotency key in use", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID)
+		writeError(w, http.StatusConflict, "Idempotency-Key is already in use by another room or author: use a new key")
+		return http.StatusConflict
+	case errors.Is(err, stream.ErrOriginalUnusable):
 		s.log.Warn("idempotent post", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "err", err)
 		writeError(w, http.StatusConflict, "Idempotency-Key was already used for a message that is no longer available")
 		return http.StatusConflict
@@ -105,28 +110,34 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 }
 
 // readPost checks the route, content type, size and fields of a post and builds the
-// message to publish. With claims (auth on), the token must allow the room and its name
-// is the author: a name in the body is ignored.
-func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom string, claims *auth.Claims) (chat.Message, *httpError) {
+// message to publish, in this order: the room is resolved once (path, body, default),
+// then authorized, then the message is built in it. With claims (auth on), the token must
+// allow the room and its name is the author: a name in the body is ignored; author is
+// then the token's chat.AuthorID (else "": anonymous), which scopes the Idempotency-Key.
+func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom string, claims *auth.Claims) (m chat.Message, author string, herr *httpError) {
+	// The path's room is checked before the body is read (the documented check order).
+	var path *chat.Room
 	if pathRoom != "" {
-		if err := chat.ValidRoom(pathRoom); err != nil {
-			return chat.Message{}, badRequest("%v", err)
+		room, err := chat.ResolveRoom(pathRoom)
+		if err != nil {
+			return chat.Message{}, "", badRequest("%v", err)
 		}
+		path = &room
 	}
 	kind, herr := bodyKind(r.Header.Get("Content-Type"))
 	if herr != nil {
-		return chat.Message{}, herr
+		return chat.Message{}, "", herr
 	}
 	if r.ContentLength > MaxBodyBytes {
-		return chat.Message{}, tooLarge()
+		return chat.Message{}, "", tooLarge()
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return chat.Message{}, tooLarge()
+			return chat.Message{}, "", tooLarge()
 		}
-		return chat.Message{}, badRequest("reading body: %v", err)
+		return chat.Message{}, "", badRequest("reading body: %v", err)
 	}
 	var b postBody
 	if kind == "json" {
@@ -135,46 +146,71 @@ func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom strin
 		herr = decodeForm(data, &b)
 	}
 	if herr != nil {
-		return chat.Message{}, herr
+		return chat.Message{}, "", herr
 	}
-	post := chat.Post{Room: pathRoom, Name: deref(b.Name), Message: deref(b.Message)}
-	if b.Room != nil && *b.Room != "" {
-		if pathRoom != "" && *b.Room != pathRoom {
-			return chat.Message{}, badRequest("room: %q in the body does not match %q in the path", *b.Room, pathRoom)
-		}
-		post.Room = *b.Room
+	room, herr := resolveRoom(path, deref(b.Room))
+	if herr != nil {
+		return chat.Message{}, "", herr
 	}
+	name := deref(b.Name)
 	if claims != nil {
-		if err := chat.ValidRoom(post.Room); post.Room != "" && err != nil {
-			return chat.Message{}, badRequest("%v", err)
+		if herr := authorize(claims, room.String()); herr != nil {
+			return chat.Message{}, "", herr
 		}
-		if herr := authorize(claims, post.Room); herr != nil {
-			return chat.Message{}, herr
+		// The token names the author: its name replaces the body's, and its subject is
+		// the AuthorID recorded with the message.
+		if name, err = claims.Author(); err != nil {
+			return chat.Message{}, "", &httpError{status: auth.Status(err), reason: err.Error()}
 		}
-		author, err := claims.Author()
-		if err != nil {
-			return chat.Message{}, &httpError{status: auth.Status(err), reason: err.Error()}
-		}
-		post.Name = author
+		author = chat.AuthorID(claims.Issuer, claims.Subject)
 	}
-	if keys, ok := r.Header[HeaderIdempotencyKey]; ok {
-		if len(keys) != 1 {
-			return chat.Message{}, badRequest("Idempotency-Key: give exactly one")
-		}
-		if err := chat.ValidID(keys[0]); err != nil {
-			var fe *chat.FieldError
-			if errors.As(err, &fe) {
-				return chat.Message{}, badRequest("Idempotency-Key: %s", fe.Reason)
-			}
-			return chat.Message{}, badRequest("Idempotency-Key: %v", err)
-		}
-		post.ID = keys[0]
+	key, herr := idempotencyKey(r.Header)
+	if herr != nil {
+		return chat.Message{}, "", herr
 	}
-	m, err := chat.NewMessage(post, time.Now())
+	m, err = room.NewMessage(name, deref(b.Message), key, time.Now())
 	if err != nil {
-		return chat.Message{}, badRequest("%v", err)
+		var fe *chat.FieldError
+		if errors.As(err, &fe) && fe.Field == "id" {
+			return chat.Message{}, "", badRequest("Idempotency-Key: %s", fe.Reason)
+		}
+		return chat.Message{}, "", badRequest("%v", err)
 	}
-	return m, nil
+	return m, author, nil
+}
+
+// resolveRoom decides a post's room, the one place that does: the path's (resolved before
+// the body was read), which a room in the body must then equal; else the body's; else
+// the default room (an absent or empty room in the body).
+func resolveRoom(path *chat.Room, body string) (chat.Room, *httpError) {
+	if path != nil {
+		if body != "" && body != path.String() {
+			return chat.Room{}, badRequest("room: %q in the body does not match %q in the path", body, path.String())
+		}
+		return *path, nil
+	}
+	room, err := chat.ResolveRoom(body)
+	if err != nil {
+		return chat.Room{}, badRequest("%v", err)
+	}
+	return room, nil
+}
+
+// idempotencyKey is the post's Idempotency-Key, "" when it has none. The key becomes the
+// message id, checked (once) when the message is built.
+func idempotencyKey(h http.Header) (string, *httpError) {
+	keys, ok := h[HeaderIdempotencyKey]
+	if !ok {
+		return "", nil
+	}
+	if len(keys) != 1 {
+		return "", badRequest("Idempotency-Key: give exactly one")
+	}
+	if keys[0] == "" {
+		// An empty key is a bad key, not the absence of one.
+		return "", badRequest("Idempotency-Key: must not be empty")
+	}
+	return keys[0], nil
 }
 
 func tooLarge() *httpError {

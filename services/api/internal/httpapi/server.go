@@ -22,9 +22,11 @@ import (
 // MaxBodyBytes is the largest POST body accepted (contract: 65,536 bytes).
 const MaxBodyBytes = 65536
 
-// Publisher publishes a validated message and returns it as stored (with its seq).
-type Publisher interface {
-	Publish(ctx context.Context, m chat.Message) (stored chat.Message, duplicate bool, err error)
+// Stream appends a validated message, posted by author (a chat.AuthorID, "" when
+// anonymous), to the CHAT stream and returns it as stored (with its seq).
+// *stream.Appender implements it.
+type Stream interface {
+	Append(ctx context.Context, m chat.Message, author string) (stored chat.Message, duplicate bool, err error)
 	Connected() bool
 	Status() string
 }
@@ -39,7 +41,7 @@ type History interface {
 
 // Options configure a Server.
 type Options struct {
-	Publisher      Publisher
+	Stream         Stream
 	History        History
 	Limiter        *ratelimit.Limiter // nil: no rate limit
 	Auth           *auth.Verifier     // nil: no authentication
@@ -47,6 +49,8 @@ type Options struct {
 	HistoryTimeout time.Duration // per history query; <= 0 means 5s
 	RetryAfter     time.Duration // Retry-After on 503; <= 0 means 2s
 	UI             http.Handler  // GET / and static files
+	// AllowedOrigins get CORS answers (scheme://host[:port] each, "*" any; see cors.go).
+	AllowedOrigins []string
 	Metrics        *prometheus.Registry
 	Log            *slog.Logger
 }
@@ -56,6 +60,7 @@ type Server struct {
 	o        Options
 	log      *slog.Logger
 	metrics  *metrics
+	origins  origins
 	draining atomic.Bool
 	inflight inflight
 	handler  http.Handler
@@ -79,9 +84,13 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, log: o.Log, metrics: m}
+	allowed, err := parseOrigins(o.AllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, log: o.Log, metrics: m, origins: allowed}
 	s.inflight.init()
-	s.handler = s.middleware(s.routes())
+	s.handler = s.middleware(s.cors(s.routes()))
 	return s, nil
 }
 

@@ -50,8 +50,7 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 		if it.delivered > 1 {
 			p.met.redeliveries.Inc()
 		}
-		it.stored = chat.Stored{Subject: jm.Subject(), MsgID: jm.Headers().Get(chat.HeaderMsgID),
-			Data: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
+		it.stored = chat.StoredWithMetadata(jm, md)
 		needEpoch = needEpoch || it.stored.MsgID == ""
 	}
 	// Only messages without Nats-Msg-Id may need a derived id, hence the epoch.
@@ -183,7 +182,7 @@ func (p *Persister) settle(it *item) error {
 	case errors.As(it.err, &ie):
 		return it.msg.TermWithReason(headerValue(ie.Reason))
 	default:
-		return it.msg.NakWithDelay(retryDelay(p.cfg.RetryMin, p.cfg.RetryMax, max(it.delivered, 1)))
+		return it.msg.NakWithDelay(retryJittered(p.cfg.RetryMin, p.cfg.RetryMax, max(it.delivered, 1)))
 	}
 }
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -145,7 +145,7 @@ func (e *env) apiMessage(t *testing.T, room, name, text string) chat.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Seq = e.publish(t, m.NATSMsg())
+	m.Seq = e.publish(t, m.NATSMsg(""))
 	return m
 }
 
@@ -247,7 +247,7 @@ func (e *env) publishN(t *testing.T, room string, n int) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := e.js.PublishMsgAsync(m.NATSMsg())
+		f, err := e.js.PublishMsgAsync(m.NATSMsg(""))
 		if err != nil {
 			t.Fatal(err)
 		}

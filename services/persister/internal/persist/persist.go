@@ -1,6 +1,7 @@
 // Package persist moves chat messages from the CHAT stream into MongoDB. Every replica
 // pulls from one shared durable consumer, collects batches, writes each batch with one
-// unordered insert (idempotent: a message already stored is skipped), and acknowledges a
+// unordered insert (idempotent: a message already stored is skipped; of two stream
+// copies of one id, the one with the lowest seq is kept), and acknowledges a
 // message only after its batch is written. Invalid payloads are republished to the
 // dead-letter subject and terminated, so they never hold up the messages behind them.
 package persist
@@ -24,8 +25,9 @@ import (
 // ConsumerName is the durable pull consumer on CHAT that all persister replicas share.
 const ConsumerName = "persister"
 
-// Writer stores a batch of messages. Messages already stored must count as success.
-// *history.Store implements it.
+// Writer stores a batch of messages. Messages already stored must count as success; an
+// id stored again with a lower seq must replace the stored copy (the lowest seq is the
+// message). *history.Store implements it.
 type Writer interface {
 	InsertMany(ctx context.Context, msgs []chat.Message) error
 }
@@ -46,8 +48,9 @@ type Config struct {
 	// WriteTimeout bounds one insert (default 10s; never more than AckWait/2, so a slow
 	// write is given up before its messages are redelivered).
 	WriteTimeout time.Duration
-	// RetryMin and RetryMax bound the redelivery delay after a failed write: RetryMin
-	// doubled per earlier delivery, at most RetryMax (defaults 250ms and 30s).
+	// RetryMin and RetryMax set the redelivery delay after a failed write: RetryMin
+	// doubled per earlier delivery, at most RetryMax (defaults 250ms and 30s), of which a
+	// random half to all is waited (jitter, see backoff.go).
 	RetryMin, RetryMax time.Duration
 	// PendingInterval is how often the consumer's pending counts are read for the
 	// metrics (default 5s).
@@ -151,7 +154,7 @@ func (p *Persister) Run(ctx context.Context) error {
 			}
 			p.met.errors.Inc()
 			wait := retry.next()
-			p.log.Warn("consumer interrupted; recreating", "err", err, "retry_in", wait)
+			p.log.Warn("consumer interrupted; recreating", "error", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return nil
 			}
@@ -159,7 +162,7 @@ func (p *Persister) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				p.log.Error("ensure consumer", "err", err)
+				p.log.Error("ensure consumer", "error", err)
 				continue
 			}
 			retry.reset()

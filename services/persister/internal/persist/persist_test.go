@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 )
 
 func TestStoresValidMessages(t *testing.T) {
@@ -251,7 +251,12 @@ func TestGracefulStopMidBatchFinishesIt(t *testing.T) {
 	ready := make(chan struct{})
 	var a *instance
 	w := &cancelWriter{Writer: e.store, cancel: func() { a.cancel() }}
-	a = e.start(t, testConfig(), &gateWriter{Writer: w, ready: ready})
+	// AckWait (and with it the write timeout, AckWait/2) generous: on a loaded machine a
+	// 1 s write timeout expired mid-batch, A then rightly left the batch to be redelivered,
+	// and B counted that redelivery as if A had dropped messages at a clean stop.
+	cfg := testConfig()
+	cfg.AckWait = 20 * time.Second
+	a = e.start(t, cfg, &gateWriter{Writer: w, ready: ready})
 	close(ready)
 	select {
 	case err := <-a.done:
@@ -319,10 +324,10 @@ func TestSameIDOutsideDuplicateWindowStoredOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := e.publish(t, m.NATSMsg())
+	first := e.publish(t, m.NATSMsg(""))
 	var second uint64
 	chattest.Eventually(t, 10*time.Second, func() bool {
-		ack, err := e.js.PublishMsg(context.Background(), m.NATSMsg())
+		ack, err := e.js.PublishMsg(context.Background(), m.NATSMsg(""))
 		if err != nil || ack.Duplicate {
 			return false
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 )
 
 // TestThroughput measures how fast a backlog is stored. It runs only when

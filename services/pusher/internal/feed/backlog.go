@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
@@ -13,13 +14,24 @@ import (
 // Backlog serves ranges of a room older than the hub's window: from JetStream while the
 // stream still holds them, from MongoDB below the stream's first sequence.
 type Backlog struct {
-	src   *Source
-	store *history.Store // nil: JetStream only
+	src    *Source
+	store  *history.Store // nil: JetStream only
+	filter ReplayFilter   // nil: none
+	last   lastSeqAsk
 }
 
-// NewBacklog returns a backlog over the source's stream and store.
-func NewBacklog(src *Source, store *history.Store) *Backlog {
-	return &Backlog{src: src, store: store}
+// ReplayFilter drops the later copies of a message id from a batch read from JetStream
+// (MongoDB holds one copy per id, the lowest seq).
+type ReplayFilter interface {
+	Replay(ctx context.Context, msgs []chat.Message) []chat.Message
+}
+
+// NewBacklog returns a backlog over the source's stream and store; filter (optional)
+// filters what it reads from JetStream.
+func NewBacklog(src *Source, store *history.Store, filter ReplayFilter) *Backlog {
+	b := &Backlog{src: src, store: store, filter: filter}
+	b.last = lastSeqAsk{fetch: b.streamLastSeq, timeout: 5 * time.Second}
+	return b
 }
 
 func (b *Backlog) firstSeq(ctx context.Context) (uint64, error) {
@@ -31,8 +43,11 @@ func (b *Backlog) firstSeq(ctx context.Context) (uint64, error) {
 	return info.State.FirstSeq, nil
 }
 
-// LastSeq is the stream's last seq.
-func (b *Backlog) LastSeq(ctx context.Context) (uint64, error) {
+// LastSeq is the stream's last seq, read after the call began (concurrent calls share
+// requests, see lastSeqAsk).
+func (b *Backlog) LastSeq(ctx context.Context) (uint64, error) { return b.last.get(ctx) }
+
+func (b *Backlog) streamLastSeq(ctx context.Context) (uint64, error) {
 	stream, _ := b.src.Current()
 	info, err := stream.Info(ctx)
 	if err != nil {
@@ -78,6 +93,9 @@ func (b *Backlog) Fetch(ctx context.Context, room string, after, upTo uint64, li
 			} else if now > start {
 				continue
 			}
+		}
+		if b.filter != nil {
+			msgs = b.filter.Replay(ctx, msgs)
 		}
 		return msgs, next, nil
 	}

@@ -44,26 +44,29 @@ func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
 	}
 	h.metrics.subscriptions.Inc()
 
-	// A cursor past this node's head is either from a node whose feed is ahead (this
-	// one will still deliver up to it: those seqs must not be sent again) or beyond the
-	// stream's last seq ("live from now"). Only the stream can tell.
-	beyond := false
-	if since != nil && *since > h.head.Load() {
+	// The subscribed frame carries the stream's latest seq, asked after this subscribe
+	// began (the backlog coalesces concurrent asks), so it covers every message
+	// acknowledged before; without since, live delivery starts right after it. A cursor
+	// past it is beyond the stream ("live from now"); one past this node's head only is
+	// from a node whose feed is ahead (this one still delivers up to it: not again).
+	last, err := h.head.Load(), errors.New("no backlog") // the best this node knows
+	if h.backlog != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		last, err := h.backlog.LastSeq(ctx)
+		last, err = h.backlog.LastSeq(ctx)
 		cancel()
-		beyond = err == nil && *since > last
 	}
+	beyond := since != nil && err == nil && *since > last
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !c.Enqueue(subscribedFrame(name, h.head.Load(), h.epoch.Load().(string))) {
+	last = max(last, h.head.Load())
+	if !c.Enqueue(subscribedFrame(name, last, h.epoch.Load().(string))) {
 		return nil // closing
 	}
 	r.addSub(s)
 	switch {
 	case since == nil:
-		s.live, s.lastSent = true, r.last
+		s.live, s.lastSent = true, max(r.last, last)
 	case *since >= r.floor:
 		// The window holds everything after since: queue it and go live, atomically with
 		// respect to the feed (both under r.mu).

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
 	"github.com/gorilla/websocket"

@@ -47,6 +47,9 @@
     }
   } catch (_) { /* storage disabled */ }
 
+  const SIGNED_OUT = 'Live updates stopped: your sign-in was refused or has expired. ' +
+    'Open this page again with a fresh ?token= to continue.';
+
   const client = new ChatClient({
     token,
     onMessage(msg) {
@@ -55,10 +58,14 @@
       if (add(msg) && follow) { trim(); scrollToBottom(); }
     },
     onState(state) {
-      el.state.textContent = state;
+      el.state.textContent = state === 'auth_failed' ? 'signed out' : state;
       el.state.dataset.state = state;
+      // The client stopped: the server refused the token (expired, invalid or not for this
+      // room) and this page has no way to get another one.
+      if (state === 'auth_failed') showError(SIGNED_OUT);
     },
     onError(err) {
+      if (err.auth) return; // shown by onState or by the failed post/history call
       if (err.error) showError('Live updates: ' + err.error);
       else if (err.code) showError('Live updates: connection closed (' + err.code + (err.reason ? ': ' + err.reason : '') + ')');
     },
@@ -222,7 +229,9 @@
     if (e instanceof ChatClient.ChatError) {
       if (e.status === 0) return 'network error, please try again (it will not be posted twice)';
       let s = e.error;
-      if (e.status === 429) s = 'too many messages: ' + s + (e.retryAfter != null ? ' (try again in ' + e.retryAfter + ' s)' : '');
+      if (e.status === 401) s = 'not signed in: ' + s + ' (open this page again with a fresh ?token=)';
+      else if (e.status === 403) s = 'not allowed: ' + s;
+      else if (e.status === 429) s = 'too many messages: ' + s + (e.retryAfter != null ? ' (try again in ' + e.retryAfter + ' s)' : '');
       else if (e.status >= 500) s += ' (try again; it will not be posted twice)';
       return s;
     }

@@ -8,15 +8,26 @@
  *     baseURL:      '',               // optional; HTTP API origin for post/history, default same origin
  *     onMessage(msg)     {},          // {id, room, name, message, sent_at, seq}: each message of a
  *                                     //   subscribed room, exactly once, in seq order per room
- *     onState(state)     {},          // 'connecting' | 'live' | 'reconnecting' | 'offline'
+ *     onState(state)     {},          // 'connecting' | 'live' | 'reconnecting' | 'offline' |
+ *                                     //   'auth_failed' (token refused and no fresh one: stopped)
  *     onSubscribed(frame){},          // {type:'subscribed', room, seq}: once per (re)subscription
  *     onError(err)       {},          // {source:'ws', error, room?} for server error frames,
  *                                     //   {source:'ws', code, reason} for closes 1008/1009 (client bug)
+ *                                     //   and 4401/4403 (token refused; auth: true),
+ *                                     //   {source:'http', status, error, auth: true} for 401/403
  *     minDelay: 500, maxDelay: 30000, // reconnect backoff in ms (exponential, capped, with jitter)
  *     autoConnect: true,              // open the socket in the constructor
  *     token: null,                    // optional bearer token (JWT) when the server requires auth:
  *                                     //   sent as Authorization on post/history and as the first
  *                                     //   websocket frame {"type":"auth","token":...}
+ *     getToken(info)     {},          // optional: returns a fresh token (or a promise of one) when
+ *                                     //   the server refuses the current one (websocket close
+ *                                     //   4401/4403, HTTP 401/403); info is {source:'ws', code} or
+ *                                     //   {source:'http', status}. The client then resumes: the
+ *                                     //   socket reconnects (rooms resume with since) and the
+ *                                     //   request is sent once more (same Idempotency-Key).
+ *                                     //   Returning nothing (or the refused token, or throwing)
+ *                                     //   means there is none.
  *   });
  *
  *   client.subscribe(room, since)   // since (optional): last seq already shown; every later message is
@@ -33,9 +44,10 @@
  *                                   // GET /rooms/{room}/messages: array, oldest first. Rejects with ChatError.
  *   client.disconnect()             // close the socket, keep rooms and seqs (state 'offline')
  *   client.connect()                // reconnect now; every room resumes with since = its last seq
+ *                                   //   (after 'auth_failed': set client.token first)
  *   client.close()                  // disconnect for good and forget all rooms
  *
- *   ChatClient.newKey()             // random Idempotency-Key (32 hex chars)
+ *   ChatClient.newKey()             // random Idempotency-Key: a ULID (26 chars, ms time + 80 random bits)
  *   ChatClient.validRoom(room)      // 1-64 chars of [A-Za-z0-9_-]
  *   ChatClient.ChatError            // Error with .status (0 = network), .error (server reason),
  *                                   //   .retryAfter (seconds or null), .key (Idempotency-Key used)
@@ -44,6 +56,14 @@
  * the client waits min(maxDelay, minDelay * 2^attempt), jittered to 50-100 %, reconnects and
  * resubscribes every room with since = the last seq it delivered, so nothing is missed and
  * nothing is delivered twice (messages with seq <= last are dropped).
+ *
+ * Auth failures are not retried blindly: a websocket closed with 4401 (no, bad or expired token)
+ * or 4403 (room not allowed) asks getToken for a fresh token and reconnects with it (backoff as
+ * above, rooms resume with since). Without getToken, or when it gives no new token, the client
+ * stops: state 'auth_failed', onError({auth: true, ...}), no reconnect until connect() is called.
+ * An HTTP 401/403 from post() or history() asks getToken the same way and sends the request once
+ * more with the new token; without one the call rejects with that ChatError (the socket is left
+ * alone: a 403 concerns one room, and a token the api refuses is refused by the socket too).
  */
 (function (global) {
   'use strict';
@@ -51,6 +71,8 @@
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const CONNECT_TIMEOUT = 10000; // ms a socket may stay in CONNECTING
   const STABLE_AFTER = 5000;     // ms a socket must stay open before the backoff resets
+  const AUTH_CLOSE = [4401, 4403]; // websocket closes for a refused token
+  const AUTH_STATUS = [401, 403];  // HTTP answers for a refused token
 
   class ChatError extends Error {
     constructor(status, error, retryAfter, key) {
@@ -74,10 +96,31 @@
     }
   }
 
+  // newKey returns a ULID: 10 Crockford base32 chars of the time in ms, then 16 of
+  // cryptographic randomness. Pushers decide an id that encodes its creation time from
+  // their recent-id index alone; any other key costs them a MongoDB check.
+  const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
   function newKey() {
-    const b = new Uint8Array(16);
+    let out = '';
+    let t = Date.now();
+    for (let i = 0; i < 10; i++) {
+      out = CROCKFORD[t % 32] + out;
+      t = Math.floor(t / 32);
+    }
+    const b = new Uint8Array(10);
     global.crypto.getRandomValues(b);
-    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    let acc = 0;
+    let bits = 0;
+    for (const x of b) {
+      acc = (acc << 8) | x;
+      bits += 8;
+      while (bits >= 5) {
+        bits -= 5;
+        out += CROCKFORD[(acc >> bits) & 31];
+      }
+      acc &= (1 << bits) - 1;
+    }
+    return out;
   }
 
   function defaultURL() {
@@ -100,6 +143,8 @@
       this.minDelay = opts.minDelay ?? 500;
       this.maxDelay = opts.maxDelay ?? 30000;
       this.token = opts.token || null;
+      this.getToken = typeof opts.getToken === 'function' ? opts.getToken : null;
+      this._tokenRefresh = null; // promise of the token being fetched, shared by all callers
       this.state = 'offline';
       // room -> {last: seq delivered or given as since, floor: stream seq at a subscription
       // without since, awaiting: a subscribe was sent and its 'subscribed' frame not yet seen}
@@ -114,7 +159,7 @@
       this._online = () => {
         if (this._wanted && !this._ws) { this._attempt = 0; this._open(); }
       };
-      this._offline = () => { if (this.state !== 'live') this._setState('offline'); };
+      this._offline = () => { if (this.state !== 'live' && this.state !== 'auth_failed') this._setState('offline'); };
       global.addEventListener('online', this._online);
       global.addEventListener('offline', this._offline);
       if (opts.autoConnect !== false) this.connect();
@@ -176,6 +221,7 @@
         body: JSON.stringify({ name, message }),
         signal,
       };
+      let refreshed = false; // at most one fresh token per call
       for (let attempt = 0; ; attempt++) {
         let res;
         try {
@@ -189,6 +235,11 @@
         }
         if (res.ok) return res.json();
         const err = await ChatError.fromResponse(res, key);
+        if (AUTH_STATUS.includes(res.status) && !refreshed) {
+          refreshed = true;
+          if (await this._refreshAfterHTTP(init, res.status, err)) { attempt--; continue; }
+          throw err;
+        }
         if (attempt >= retries || ![502, 503, 504].includes(res.status)) throw err;
         await sleep(err.retryAfter != null ? Math.min(err.retryAfter, 10) * 1000 : this._delay(attempt));
       }
@@ -201,13 +252,18 @@
       if (limit != null) q.set('limit', String(limit));
       const qs = q.toString();
       const url = this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages' + (qs ? '?' + qs : '');
+      const init = { headers: this._headers({}) };
       let res;
-      try {
-        res = await fetch(url, { headers: this._headers({}) });
-      } catch (e) {
-        throw new ChatError(0, 'network error: ' + (e && e.message ? e.message : e), null, null);
+      for (let refreshed = false; ; refreshed = true) {
+        try {
+          res = await fetch(url, init);
+        } catch (e) {
+          throw new ChatError(0, 'network error: ' + (e && e.message ? e.message : e), null, null);
+        }
+        if (res.ok) break;
+        const err = await ChatError.fromResponse(res, null);
+        if (refreshed || !AUTH_STATUS.includes(res.status) || !(await this._refreshAfterHTTP(init, res.status, err))) throw err;
       }
-      if (!res.ok) throw await ChatError.fromResponse(res, null);
       const list = await res.json();
       if (!Array.isArray(list)) throw new ChatError(res.status, 'unexpected history response', null, null);
       return list;
@@ -219,6 +275,53 @@
       h['Accept'] = 'application/json';
       if (this.token) h['Authorization'] = 'Bearer ' + this.token;
       return h;
+    }
+
+    // _freshToken asks getToken for a token other than the refused one; it resolves to it, or
+    // to null when there is none. Concurrent callers share one call.
+    _freshToken(refused, info) {
+      if (!this.getToken) return Promise.resolve(null);
+      if (!this._tokenRefresh) {
+        const p = Promise.resolve()
+          .then(() => this.getToken(info))
+          .catch((e) => { console.error('chat: getToken', e); return null; });
+        this._tokenRefresh = p;
+        p.finally(() => { if (this._tokenRefresh === p) this._tokenRefresh = null; });
+      }
+      return this._tokenRefresh.then((t) => {
+        if (typeof t !== 'string' || !t || t === refused) return null;
+        this.token = t;
+        return t;
+      });
+    }
+
+    // _refreshAfterHTTP handles a 401/403: with a fresh token it updates init's Authorization
+    // and reports true (send again); without one it reports the failure and false.
+    async _refreshAfterHTTP(init, status, err) {
+      const refused = init.headers['Authorization'] ? init.headers['Authorization'].slice(7) : null;
+      // Another call may have refreshed the token meanwhile.
+      const t = this.token && this.token !== refused ? this.token : await this._freshToken(refused, { source: 'http', status });
+      if (t) {
+        init.headers['Authorization'] = 'Bearer ' + t;
+        return true;
+      }
+      try { this.onError({ source: 'http', status, error: err.error, auth: true }); } catch (e) { console.error(e); }
+      return false;
+    }
+
+    // _authClosed handles a websocket closed with 4401/4403: reconnect with a fresh token, or
+    // stop and say so.
+    async _authClosed(refused, code, reason) {
+      // A post may have refreshed the token since this socket sent it.
+      const changed = this.token && this.token !== refused;
+      if (changed || this.getToken) this._setState('reconnecting');
+      const t = changed ? this.token : await this._freshToken(refused, { source: 'ws', code });
+      if (!this._wanted || this._ws) return; // disconnect() or connect() meanwhile
+      if (t) { this._scheduleReconnect(); return; }
+      this._wanted = false;
+      clearTimeout(this._retryTimer);
+      this._setState('auth_failed');
+      try { this.onError({ source: 'ws', code, reason, auth: true }); } catch (e) { console.error(e); }
     }
 
     _setState(s) {
@@ -245,6 +348,7 @@
         return;
       }
       this._ws = ws;
+      let sentToken = null; // the token this socket authenticated with
       this._openTimer = setTimeout(() => { if (ws.readyState === WebSocket.CONNECTING) ws.close(); }, CONNECT_TIMEOUT);
       ws.onopen = () => {
         if (this._ws !== ws) return;
@@ -252,7 +356,8 @@
         this._everOpen = true;
         this._openedAt = Date.now();
         this._setState('live');
-        if (this.token) ws.send(JSON.stringify({ type: 'auth', token: this.token }));
+        sentToken = this.token;
+        if (sentToken) ws.send(JSON.stringify({ type: 'auth', token: sentToken }));
         for (const [room, r] of this._rooms) this._sendSubscribe(room, r);
       };
       ws.onmessage = (ev) => { if (this._ws === ws) this._frame(ev.data); };
@@ -266,6 +371,7 @@
           this.onError({ source: 'ws', code: ev.code, reason: ev.reason });
         }
         if (!this._wanted) { this._setState('offline'); return; }
+        if (AUTH_CLOSE.includes(ev.code)) { this._authClosed(sentToken, ev.code, ev.reason); return; }
         this._scheduleReconnect();
       };
     }

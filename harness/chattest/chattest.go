@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/embedded"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/embedded"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"

@@ -1,7 +1,7 @@
-// Package publish publishes chat messages to JetStream for the api: asynchronously, in a
+// Package stream appends the api's chat messages to the CHAT stream: asynchronously, in a
 // bounded window, each caller waiting for its own PubAck, and resolving a duplicate
 // (a reused Idempotency-Key) to the message stored first.
-package publish
+package stream
 
 import (
 	"context"
@@ -22,19 +22,24 @@ var ErrUnavailable = errors.New("message broker unavailable")
 // message (gone from the stream, or not a valid chat message).
 var ErrOriginalUnusable = errors.New("original message of this id is unavailable")
 
+// ErrKeyInUse means the id (an Idempotency-Key) already names a message of another room
+// or another author: the key is scoped, so this is not a retry of that post, and nothing
+// of that message may be disclosed.
+var ErrKeyInUse = errors.New("id is in use by a message of another room or author")
+
 // codeDuplicateInProcess is JetStream's "duplicate message id is in process" (a clustered
 // stream has not committed the first publish of this id yet): retry shortly.
 const codeDuplicateInProcess jetstream.ErrorCode = 10158
 
-// Options configure a Publisher.
+// Options configure an Appender.
 type Options struct {
 	Stream     chat.StreamOptions
 	MaxPending int           // in-flight async publishes per connection; < 1 means 1024
 	Timeout    time.Duration // how long to wait for a PubAck; <= 0 means 5s
 }
 
-// Publisher publishes messages and waits for their acks.
-type Publisher struct {
+// Appender appends messages to the CHAT stream and waits for their acks.
+type Appender struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	stream  jetstream.Stream
@@ -42,8 +47,8 @@ type Publisher struct {
 	timeout time.Duration
 }
 
-// New ensures the streams and returns a publisher on nc.
-func New(ctx context.Context, nc *nats.Conn, o Options) (*Publisher, error) {
+// New ensures the streams and returns an appender on nc.
+func New(ctx context.Context, nc *nats.Conn, o Options) (*Appender, error) {
 	if o.MaxPending < 1 {
 		o.MaxPending = 1024
 	}
@@ -67,27 +72,29 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Publisher, error) {
 			return nil, fmt.Errorf("stream %s info: %w", chat.StreamName, err)
 		}
 	}
-	return &Publisher{nc: nc, js: js, stream: s, epoch: info.Created, timeout: o.Timeout}, nil
+	return &Appender{nc: nc, js: js, stream: s, epoch: info.Created, timeout: o.Timeout}, nil
 }
 
-// Connected reports whether the NATS connection is up (publishing can work).
-func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
+// Connected reports whether the NATS connection is up (appending can work).
+func (a *Appender) Connected() bool { return a.nc.Status() == nats.CONNECTED }
 
 // Status is the NATS connection status, for readiness.
-func (p *Publisher) Status() string { return p.nc.Status().String() }
+func (a *Appender) Status() string { return a.nc.Status().String() }
 
-// Publish publishes m (with Nats-Msg-Id = m.ID) and waits for JetStream's ack. It returns
-// the stored message: m with its seq, or, when JetStream reports a duplicate, the
-// message stored first under that id (duplicate = true). Every error wraps
-// ErrUnavailable, ErrOriginalUnusable or ctx's error.
-func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Message, duplicate bool, err error) {
-	if !p.Connected() {
-		return chat.Message{}, false, fmt.Errorf("publish %s: %w: nats %s", m.ID, ErrUnavailable, p.nc.Status())
+// Append publishes m, posted by author (a chat.AuthorID, "" when anonymous), to its
+// room's subject with Nats-Msg-Id = m.ID and Chat-Author = author, and waits for
+// JetStream's ack. It returns the stored message: m with its seq, or, when JetStream
+// reports a duplicate, the message stored first under that id (duplicate = true) if it
+// has the same room and author; else ErrKeyInUse. Every error wraps ErrUnavailable,
+// ErrOriginalUnusable, ErrKeyInUse or ctx's error.
+func (a *Appender) Append(ctx context.Context, m chat.Message, author string) (stored chat.Message, duplicate bool, err error) {
+	if !a.Connected() {
+		return chat.Message{}, false, fmt.Errorf("publish %s: %w: nats %s", m.ID, ErrUnavailable, a.nc.Status())
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	for {
-		ack, err := p.publishOnce(ctx, &m)
+		ack, err := a.publishOnce(ctx, &m, author)
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeDuplicateInProcess {
 			select {
@@ -104,7 +111,7 @@ func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Me
 			m.Seq = ack.Sequence
 			return m, false, nil
 		}
-		orig, err := p.original(ctx, ack.Sequence)
+		orig, err := a.original(ctx, ack.Sequence, m.Room, author)
 		if err != nil {
 			return chat.Message{}, true, fmt.Errorf("publish %s: duplicate of seq %d: %w", m.ID, ack.Sequence, err)
 		}
@@ -112,15 +119,15 @@ func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Me
 	}
 }
 
-func (p *Publisher) publishOnce(ctx context.Context, m *chat.Message) (*jetstream.PubAck, error) {
-	stall := p.timeout
+func (a *Appender) publishOnce(ctx context.Context, m *chat.Message, author string) (*jetstream.PubAck, error) {
+	stall := a.timeout
 	if d, ok := ctx.Deadline(); ok {
 		stall = time.Until(d)
 	}
 	if stall <= 0 {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, context.DeadlineExceeded)
 	}
-	paf, err := p.js.PublishMsgAsync(m.NATSMsg(),
+	paf, err := a.js.PublishMsgAsync(m.NATSMsg(author),
 		jetstream.WithMsgID(m.ID),
 		jetstream.WithExpectStream(chat.StreamName),
 		jetstream.WithStallWait(stall))
@@ -144,19 +151,25 @@ func (p *Publisher) publishOnce(ctx context.Context, m *chat.Message) (*jetstrea
 	}
 }
 
-// original reads the message stored at seq (direct get) as a chat message.
-func (p *Publisher) original(ctx context.Context, seq uint64) (chat.Message, error) {
+// original reads the message stored at seq (direct get) as a chat message, if it is
+// scoped like the duplicate: same room, same author. Its scope is checked before its
+// payload is even decoded.
+func (a *Appender) original(ctx context.Context, seq uint64, room, author string) (chat.Message, error) {
 	if seq == 0 {
 		return chat.Message{}, fmt.Errorf("%w: ack without sequence", ErrUnavailable)
 	}
-	raw, err := p.stream.GetMsg(ctx, seq)
+	raw, err := a.stream.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return chat.Message{}, fmt.Errorf("%w: seq %d is no longer in the stream", ErrOriginalUnusable, seq)
 	}
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("%w: get seq %d: %v", ErrUnavailable, seq, err)
 	}
-	m, err := chat.FromStored(chat.StoredFromRaw(raw), p.epoch)
+	st := chat.StoredFromRaw(raw)
+	if st.Subject != chat.Subject(room) || st.Author != author {
+		return chat.Message{}, ErrKeyInUse
+	}
+	m, err := chat.FromStored(st, a.epoch)
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("%w: %v", ErrOriginalUnusable, err)
 	}

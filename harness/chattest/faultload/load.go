@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chattest"
+	"github.com/chatrt/chat/harness/chattest"
 )
 
 // Ack is a message the system acknowledged (or a test published directly).

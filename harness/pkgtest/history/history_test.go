@@ -1,3 +1,5 @@
+// Package history_test checks pkg/history against an embedded FerretDB. It lives in the
+// harness module so that pkg's go.mod does not require FerretDB and SQLite.
 package history_test
 
 import (
@@ -6,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/chatrt/chat/pkg/history"
 )
 
@@ -78,5 +80,45 @@ func TestNextSeqOnEmptyStore(t *testing.T) {
 	store := history.New(chattest.StartMongo(t).Connect(t))
 	if n, err := store.NextSeq(context.Background()); err != nil || n != 1 {
 		t.Fatalf("NextSeq on an empty store = %d, %v; want 1", n, err)
+	}
+}
+
+// An id stored twice in the stream is one message, the copy with the lowest seq, whatever
+// order (and batches) the copies are written in; Seqs tells which seq is stored.
+func TestInsertManyKeepsTheLowestSeq(t *testing.T) {
+	store := history.New(chattest.StartMongo(t).Connect(t))
+	ctx := context.Background()
+	at := chat.NormalizeTime(time.Now())
+	copyOf := func(id string, seq uint64, room, text string) chat.Message {
+		return chat.Message{ID: id, Room: room, Name: "n", Message: text, SentAt: at, Seq: seq}
+	}
+	// Later copies first, one in another room; then the first copies; then a replay of all.
+	steps := [][]chat.Message{
+		{copyOf("a", 9, "r", "a later"), copyOf("b", 8, "other", "b later")},
+		{copyOf("a", 3, "r", "a first"), copyOf("b", 4, "r", "b first"), copyOf("c", 5, "r", "c"), copyOf("a", 7, "r", "a middle")},
+		{copyOf("a", 9, "r", "a later"), copyOf("c", 6, "r", "c later"), copyOf("b", 8, "other", "b later")},
+	}
+	for _, batch := range steps {
+		if err := store.InsertMany(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := store.After(ctx, "r", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, m := range got {
+		texts = append(texts, fmt.Sprintf("%d:%s", m.Seq, m.Message))
+	}
+	if fmt.Sprint(texts) != "[3:a first 4:b first 5:c]" {
+		t.Fatalf("history %v, want the lowest seq of each id", texts)
+	}
+	if n, _ := store.Count(ctx, "other"); n != 0 {
+		t.Fatalf("room other holds %d messages, want 0 (b's lowest copy is in r)", n)
+	}
+	seqs, err := store.Seqs(ctx, []string{"a", "b", "c", "nope"})
+	if err != nil || fmt.Sprint(seqs) != "map[a:3 b:4 c:5]" {
+		t.Fatalf("Seqs = %v, %v", seqs, err)
 	}
 }

@@ -1,4 +1,4 @@
-package publish
+package stream
 
 import (
 	"context"
@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/chattest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// fakePublisher is a Publisher whose subjects are answered by a test responder instead of
+// fakeAppender is an Appender whose subjects are answered by a test responder instead of
 // a stream (no stream exists), so that acks can be withheld or shaped.
-func fakePublisher(t *testing.T, timeout time.Duration, respond func(n int32, m *nats.Msg)) (*Publisher, *atomic.Int32) {
+func fakeAppender(t *testing.T, timeout time.Duration, respond func(n int32, m *nats.Msg)) (*Appender, *atomic.Int32) {
 	t.Helper()
 	n := chattest.StartNATS(t)
 	nc, _ := n.Connect(t)
@@ -33,7 +33,7 @@ func fakePublisher(t *testing.T, timeout time.Duration, respond func(n int32, m 
 	if err := rc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	return &Publisher{nc: nc, js: js, timeout: timeout}, &count
+	return &Appender{nc: nc, js: js, timeout: timeout}, &count
 }
 
 func message(t *testing.T) chat.Message {
@@ -46,9 +46,9 @@ func message(t *testing.T) chat.Message {
 }
 
 func TestNoAckInTimeIsUnavailable(t *testing.T) {
-	p, count := fakePublisher(t, 300*time.Millisecond, func(int32, *nats.Msg) {})
+	p, count := fakeAppender(t, 300*time.Millisecond, func(int32, *nats.Msg) {})
 	start := time.Now()
-	_, _, err := p.Publish(context.Background(), message(t))
+	_, _, err := p.Append(context.Background(), message(t), "")
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
@@ -62,7 +62,7 @@ func TestNoAckInTimeIsUnavailable(t *testing.T) {
 }
 
 func TestDuplicateInProcessIsRetried(t *testing.T) {
-	p, count := fakePublisher(t, 2*time.Second, func(n int32, m *nats.Msg) {
+	p, count := fakeAppender(t, 2*time.Second, func(n int32, m *nats.Msg) {
 		if m.Header.Get(chat.HeaderMsgID) != "key-1" {
 			t.Errorf("Nats-Msg-Id %q", m.Header.Get(chat.HeaderMsgID))
 		}
@@ -72,7 +72,7 @@ func TestDuplicateInProcessIsRetried(t *testing.T) {
 		}
 		_ = m.Respond([]byte(`{"stream":"CHAT","seq":7}`))
 	})
-	got, dup, err := p.Publish(context.Background(), message(t))
+	got, dup, err := p.Append(context.Background(), message(t), "")
 	if err != nil || dup || got.Seq != 7 || got.ID != "key-1" {
 		t.Fatalf("got %+v dup=%v err=%v", got, dup, err)
 	}
@@ -82,18 +82,18 @@ func TestDuplicateInProcessIsRetried(t *testing.T) {
 }
 
 func TestOtherAPIErrorIsUnavailable(t *testing.T) {
-	p, _ := fakePublisher(t, 2*time.Second, func(_ int32, m *nats.Msg) {
+	p, _ := fakeAppender(t, 2*time.Second, func(_ int32, m *nats.Msg) {
 		_ = m.Respond([]byte(`{"error":{"code":503,"err_code":10077,"description":"resource limits exceeded for account"}}`))
 	})
-	if _, _, err := p.Publish(context.Background(), message(t)); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := p.Append(context.Background(), message(t), ""); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
 }
 
 func TestDisconnectedPublishesNothing(t *testing.T) {
-	p, count := fakePublisher(t, 2*time.Second, func(_ int32, m *nats.Msg) { _ = m.Respond([]byte(`{"stream":"CHAT","seq":1}`)) })
+	p, count := fakeAppender(t, 2*time.Second, func(_ int32, m *nats.Msg) { _ = m.Respond([]byte(`{"stream":"CHAT","seq":1}`)) })
 	p.nc.Close()
-	if _, _, err := p.Publish(context.Background(), message(t)); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := p.Append(context.Background(), message(t), ""); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
 	if count.Load() != 0 {
