@@ -32,8 +32,8 @@ FUZZ_TARGETS := \
 	./services/api/internal/httpapi:FuzzBodyKind \
 	./services/api/internal/httpapi:FuzzHistoryQuery \
 	./services/api/internal/httpapi:FuzzReadPost \
-	./services/pusher/internal/hub:FuzzCommand \
-	./services/pusher/internal/hub:FuzzClientBytes
+	./services/pusher/internal/session:FuzzCommand \
+	./services/pusher/internal/session:FuzzClientBytes
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

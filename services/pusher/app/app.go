@@ -21,6 +21,7 @@ import (
 	"github.com/chatrt/chat/services/pusher/internal/dedup"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
+	"github.com/chatrt/chat/services/pusher/internal/session"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,7 +101,7 @@ type App struct {
 	cfg      Config
 	deps     Deps
 	hub      *hub.Hub
-	gate     *hub.Gate
+	ws       *session.Handler
 	feed     *feed.Feed
 	dedup    *dedup.Filter
 	draining atomic.Bool
@@ -153,28 +154,30 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		QueueSize:     max(cfg.QueueSize, 2*max(cfg.Window, 1)),
 		ReplayBatch:   max(cfg.ReplayBatch, 1),
 		PingInterval:  cfg.PingInterval,
-		PongTimeout:   cfg.PongTimeout,
-		WriteTimeout:  cfg.WriteTimeout,
 		MaxSubs:       max(cfg.MaxSubscriptions, 1),
 		CloseSpread:   cfg.CloseSpread,
-		AllowedOrigin: cfg.AllowedOrigins,
 		FlushInterval: cfg.FlushInterval,
 	}, start, info.Created, feed.NewBacklog(src, store, filter), deps.Metrics, deps.Log)
 	sink.Hub = h
-	gate := hub.NewGate(h, hub.GateConfig{
-		Auth:          verifier,
-		AuthTimeout:   cfg.AuthTimeout,
-		MaxConns:      cfg.MaxConnections,
-		MaxConnsPerIP: cfg.MaxConnectionsPerIP,
-		CommandRate:   cfg.CommandRate,
-		CommandBurst:  cfg.CommandBurst,
-		Clients:       clients,
+	ws := session.NewHandler(h, session.Config{
+		PongTimeout:   cfg.PongTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
+		AllowedOrigin: cfg.AllowedOrigins,
+		Gate: session.GateConfig{
+			Auth:          verifier,
+			AuthTimeout:   cfg.AuthTimeout,
+			MaxConns:      cfg.MaxConnections,
+			MaxConnsPerIP: cfg.MaxConnectionsPerIP,
+			CommandRate:   cfg.CommandRate,
+			CommandBurst:  cfg.CommandBurst,
+			Clients:       clients,
+		},
 	}, deps.Metrics)
 	return &App{
 		cfg:   cfg,
 		deps:  deps,
 		hub:   h,
-		gate:  gate,
+		ws:    ws,
 		feed:  feed.New(src, start, cfg.StreamWatch, filter, deps.Log),
 		dedup: filter,
 	}, nil
@@ -183,7 +186,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 // Handler serves /ws, /healthz, /readyz and /metrics.
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /ws", a.gate)
+	mux.Handle("GET /ws", a.ws)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

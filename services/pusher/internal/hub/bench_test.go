@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/services/pusher/internal/transport"
 	"github.com/gorilla/websocket"
 )
 
@@ -84,8 +85,33 @@ func (w *discardRW) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func benchHub(b *testing.B) *Hub {
 	return New(Config{Window: 1024, QueueSize: 1 << 20, ReplayBatch: 256, PingInterval: time.Hour,
-		PongTimeout: time.Hour, WriteTimeout: 10 * time.Second, MaxSubs: 64, FlushInterval: -1},
+		MaxSubs: 64, FlushInterval: -1},
 		0, time.Now(), nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// serveTest is a minimal session for the hub's own tests (the session package is above
+// the hub): upgrade, join, subscribe to ?room=, read until the connection ends, leave.
+func serveTest(h *Hub, w http.ResponseWriter, r *http.Request) {
+	t, err := transport.Upgrade(w, r, 10*time.Second)
+	if err != nil {
+		return
+	}
+	c, ok := h.Join(t)
+	if !ok {
+		t.Close(0, "", nil)
+		return
+	}
+	if room := r.URL.Query().Get("room"); room != "" {
+		_ = h.Subscribe(c, room, nil)
+	}
+	go func() {
+		for {
+			if _, _, err := t.ReadMessage(); err != nil {
+				break
+			}
+		}
+		h.Leave(c)
+	}()
 }
 
 // attachDiscard subscribes n discarding clients to room and returns their connections
@@ -104,7 +130,7 @@ func attachDiscard(b *testing.B, h *Hub, room string, n int) ([]*discardConn, *s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.ServeHTTP(&discardRW{ResponseWriter: httptest.NewRecorder(), conn: conns[i]}, req)
+			serveTest(h, &discardRW{ResponseWriter: httptest.NewRecorder(), conn: conns[i]}, req)
 		}()
 	}
 	r := h.room(room)
@@ -220,7 +246,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 	sent := 0
 	for sent < b.N {
 		k := min(len(batch), b.N-sent)
-		c.enqueue(batch[:k]...)
+		c.Enqueue(batch[:k]...)
 		sent += k
 		snk.wait(int64(sent) * flen)
 	}
@@ -235,7 +261,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 func BenchmarkFanoutLoopback(b *testing.B) {
 	const subs = 200
 	h := benchHub(b)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveTest(h, w, r) }))
 	defer srv.Close()
 	var got atomic.Int64
 	var wg sync.WaitGroup

@@ -6,51 +6,51 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
-// Close codes from the contract.
-const (
-	CloseServiceRestart = 1012 // pusher shutting down: reconnect elsewhere and resume
-	CloseTryAgainLater  = 1013 // slow consumer evicted: reconnect and resume
-	ClosePolicy         = 1008 // binary or non-JSON frames
-	CloseInternal       = 1011 // a resume could not be served
-)
+// Transport is a client's socket (transport.Conn): the hub writes frames through it and
+// closes it, nothing else.
+type Transport interface {
+	// TryWrite writes a complete frame now if that needs no waiting and returns the
+	// bytes written: 0, queue it; fewer than len(frame), the rest is Pending.
+	TryWrite(frame []byte, now time.Time) int
+	// Pending reports whether the tail of a frame TryWrite began waits to be written.
+	Pending() bool
+	// WriteMany writes the pending tail, frames and, when ping is set, a ping, in one write.
+	WriteMany(frames [][]byte, ping bool) error
+	// Close sends a close frame with code (none when 0), waits for wait (at most a
+	// second; nil: not at all) and closes the socket.
+	Close(code int, text string, wait <-chan struct{})
+}
 
-// Client is one websocket connection. The hub and replays put frames on its bounded
-// queue; a writer goroutine, started only while there is something to write, drains
-// everything queued into one write. An idle connection has no writer: only its reader
-// goroutine. A client whose queue overflows is evicted (1013) instead of slowing its rooms.
+// Client is one websocket connection as the hub sees it. The hub and replays put frames
+// on its bounded queue; a writer goroutine, started only while there is something to
+// write, drains everything queued into one write. An idle connection has no writer. A
+// client whose queue overflows is evicted (1013) instead of slowing its rooms. Its phase
+// and its writer's state are in lifecycle.go.
 type Client struct {
 	hub  *Hub
-	conn *websocket.Conn
-	bc   *batchConn
-	ping *time.Timer // sets pingDue and starts the writer every PingInterval
+	t    Transport
+	ping *time.Timer // sets pingDue and wakes the writer every PingInterval
 
 	mu        sync.Mutex
+	phase     phase
+	writer    writerState
 	queue     [][]byte // complete server frames
 	spare     [][]byte
 	closeCode int
 	closeText string
-	writing   bool      // the writer is writing or waiting out the flush interval: no inline writes
-	flushing  bool      // a writer goroutine runs
-	readEnded bool      // the reader goroutine ended
-	ended     bool      // the connection is closed (done is closed)
 	lastWrite time.Time // when frames last went out
 	pingDue   atomic.Bool
-	subs      []*sub // a few at most (MaxSubs); changed by the connection's own goroutines under mu
+	subs      []*sub // a few at most (MaxSubs); changed only by addSub, removeSub, takeSubs
 
 	drained  chan struct{} // made by the first waitRoom: the writer wrote a batch
 	readDone chan struct{} // made by a closing writer that waits for the reader's end
 	done     chan struct{} // the connection is closed
 }
 
-func newClient(h *Hub, conn *websocket.Conn, bc *batchConn) *Client {
-	c := &Client{
-		hub: h, conn: conn, bc: bc,
-		done: make(chan struct{}),
-	}
+func newClient(h *Hub, t Transport) *Client {
+	c := &Client{hub: h, t: t, done: make(chan struct{})}
 	// The first ping comes after a random half to whole interval, so that clients that
 	// connected together (after a restart, say) are not all pinged at the same instant.
 	first := h.cfg.PingInterval
@@ -61,7 +61,7 @@ func newClient(h *Hub, conn *websocket.Conn, bc *batchConn) *Client {
 	c.ping = time.AfterFunc(first, func() {
 		c.pingDue.Store(true)
 		c.mu.Lock()
-		c.startWriterLocked()
+		c.wakeLocked()
 		c.mu.Unlock()
 	})
 	c.mu.Unlock()
@@ -75,31 +75,52 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// startWriterLocked starts the writer goroutine unless one runs or the connection ended.
-// Caller holds mu. Everything that gives the writer work calls it: a queued frame, a
-// close, a due ping, the tail of a partial inline write, the end of the reader.
-func (c *Client) startWriterLocked() {
-	if c.flushing || c.ended {
-		return
+// addSub records s, unless the client has a subscription to its room or max of them.
+func (c *Client) addSub(s *sub, max int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slices.ContainsFunc(c.subs, func(o *sub) bool { return o.room == s.room }) {
+		return errAlreadySubscribed
 	}
-	c.flushing = true
-	go c.writeLoop()
+	if len(c.subs) >= max {
+		return errTooManySubs
+	}
+	c.subs = append(c.subs, s)
+	return nil
 }
 
-// subIndex is the index of the subscription to room in subs, -1 if none. Caller holds mu.
-func (c *Client) subIndex(room string) int {
-	return slices.IndexFunc(c.subs, func(s *sub) bool { return s.room.name == room })
+// removeSub forgets the subscription to room and returns it (nil if none).
+func (c *Client) removeSub(room string) *sub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.subs, func(s *sub) bool { return s.room.name == room })
+	if i < 0 {
+		return nil
+	}
+	s := c.subs[i]
+	c.subs = slices.Delete(c.subs, i, i+1)
+	return s
 }
 
-// enqueue queues frames; false when the client is closing. A full queue evicts the client.
-func (c *Client) enqueue(frames ...[]byte) bool {
+// takeSubs forgets every subscription and returns them.
+func (c *Client) takeSubs() []*sub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	subs := c.subs
+	c.subs = nil
+	return subs
+}
+
+// Enqueue queues frames (complete server frames); false when the client is closing. A
+// full queue evicts the client.
+func (c *Client) Enqueue(frames ...[]byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.enqueueLocked(frames...)
 }
 
 func (c *Client) enqueueLocked(frames ...[]byte) bool {
-	if c.closeCode != 0 {
+	if c.phase != open {
 		return false
 	}
 	if len(c.queue)+len(frames) > c.hub.cfg.QueueSize {
@@ -108,7 +129,7 @@ func (c *Client) enqueueLocked(frames ...[]byte) bool {
 		return false
 	}
 	c.queue = append(c.queue, frames...)
-	c.startWriterLocked()
+	c.wakeLocked()
 	return true
 }
 
@@ -122,20 +143,20 @@ func (c *Client) enqueueLocked(frames ...[]byte) bool {
 func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !direct || c.writing || len(c.queue) > 0 || c.closeCode != 0 || now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
+	if !direct || c.phase != open || c.writer == writerBusy || len(c.queue) > 0 || now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
 		c.enqueueLocked(f.raw)
 		return false
 	}
-	n := c.bc.tryWrite(f.raw)
+	n := c.t.TryWrite(f.raw, now)
 	switch {
 	case n == len(f.raw):
 		c.lastWrite = now
-		if c.pingDue.Load() || c.readEnded {
-			c.startWriterLocked()
+		if c.pingDue.Load() {
+			c.wakeLocked()
 		}
 	case n > 0:
 		c.lastWrite = now
-		c.startWriterLocked() // the writer sends the tail
+		c.wakeLocked() // the writer sends the tail
 	default:
 		// Nothing written (socket buffer full, or the connection broke: the writer's flush
 		// then fails and closes it): the writer sends f.
@@ -151,47 +172,6 @@ func (c *Client) queued() int {
 	return len(c.queue)
 }
 
-// Close asks the writer to send a close frame with code and end the connection.
-func (c *Client) Close(code int, text string) {
-	c.mu.Lock()
-	c.closeLocked(code, text)
-	c.mu.Unlock()
-}
-
-func (c *Client) closeLocked(code int, text string) {
-	if c.closeCode != 0 {
-		return
-	}
-	c.closeCode, c.closeText = code, text
-	c.queue = nil
-	c.startWriterLocked()
-}
-
-// readerEnded records the end of the reader goroutine; the writer then closes the
-// connection.
-func (c *Client) readerEnded() {
-	c.mu.Lock()
-	c.readEnded = true
-	if c.readDone != nil {
-		close(c.readDone)
-	}
-	c.startWriterLocked()
-	c.mu.Unlock()
-}
-
-// readerDone returns a channel closed once the reader goroutine has ended.
-func (c *Client) readerDone() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.readDone == nil {
-		c.readDone = make(chan struct{})
-		if c.readEnded {
-			close(c.readDone)
-		}
-	}
-	return c.readDone
-}
-
 // writeLoop is the only writer of queued frames. It runs while there is something to
 // write and returns one flush interval after there is not. It ends the connection after
 // a write error, a requested close or the end of the reader.
@@ -200,20 +180,17 @@ func (c *Client) writeLoop() {
 	idle := false // the previous pass found nothing to write
 	for {
 		c.mu.Lock()
-		if c.readEnded {
+		if c.phase == readerGone {
 			// The reader is gone; a close asked for just before still goes out, so the
 			// peer learns why (e.g. 1008 after a binary frame), not just a dropped socket.
 			code, text := c.closeCode, c.closeText
 			c.mu.Unlock()
-			if code != 0 {
-				_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(c.hub.cfg.WriteTimeout))
-			}
-			c.end()
+			c.end(code, text, nil)
 			return
 		}
-		if len(c.queue) == 0 && c.closeCode == 0 && !c.pingDue.Load() && !c.bc.pending() {
+		if c.phase == open && len(c.queue) == 0 && !c.pingDue.Load() && !c.t.Pending() {
 			if idle || gap <= 0 {
-				c.flushing = false
+				c.stopWriterLocked()
 				c.mu.Unlock()
 				return
 			}
@@ -225,67 +202,46 @@ func (c *Client) writeLoop() {
 			continue
 		}
 		idle = false
+		c.startWriteLocked() // keep inline deliveries off from here to finishWrite
 		// Frames arriving within gap of the previous write wait for the rest of the gap and
 		// go out together: a busy client gets fewer, larger writes; an idle one no delay.
-		if d := gap - time.Since(c.lastWrite); gap > 0 && d > 0 && c.closeCode == 0 {
-			c.writing = true // keep inline deliveries off while we wait
+		if d := gap - time.Since(c.lastWrite); gap > 0 && d > 0 && c.phase == open {
 			c.mu.Unlock()
 			time.Sleep(d)
 			c.mu.Lock()
 		}
-		c.writing = true
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
-		code, text := c.closeCode, c.closeText
+		ph, code, text := c.phase, c.closeCode, c.closeText
 		c.mu.Unlock()
-		sendPing := c.pingDue.Swap(false)
 
-		if code != 0 {
-			deadline := time.Now().Add(c.hub.cfg.WriteTimeout)
-			_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
-			// Give the peer a moment to answer the close so it reads our frame before the
-			// TCP connection goes away.
-			select {
-			case <-c.readerDone():
-			case <-time.After(time.Second):
-			}
-			c.end()
+		if ph != open {
+			// Closing: give the peer a moment to answer the close so it reads our frame
+			// before the TCP connection goes away.
+			c.end(code, text, c.readerDone())
 			return
 		}
-		now := time.Now()
-		c.bc.begin()
-		c.bc.add(batch)
+		sendPing := c.pingDue.Swap(false)
+		err := c.t.WriteMany(batch, sendPing)
 		if sendPing {
-			_ = c.conn.WriteControl(websocket.PingMessage, nil, now.Add(c.hub.cfg.WriteTimeout))
 			c.ping.Reset(c.hub.cfg.PingInterval)
 		}
-		err := c.bc.flush(now, c.hub.cfg.WriteTimeout)
 		if len(batch) > 0 {
 			c.hub.metrics.deliveries.Add(float64(len(batch)))
 		}
 		c.giveBack(batch)
 		if err != nil {
-			c.end()
+			c.end(0, "", nil)
 			return
 		}
 	}
-}
-
-// end closes the connection; the writer calls it once, as its last act.
-func (c *Client) end() {
-	c.ping.Stop()
-	_ = c.conn.Close()
-	c.mu.Lock()
-	c.ended, c.flushing, c.queue = true, false, nil
-	c.mu.Unlock()
-	close(c.done)
 }
 
 // giveBack ends a write: it keeps batch's array for the next swap unless it grew too big.
 func (c *Client) giveBack(batch [][]byte) {
 	clear(batch)
 	c.mu.Lock()
-	c.writing = false
+	c.finishWriteLocked()
 	if len(batch) > 0 {
 		c.lastWrite = time.Now()
 	}
@@ -303,13 +259,13 @@ func (c *Client) giveBack(batch [][]byte) {
 func (c *Client) waitRoom(limit int, done <-chan struct{}) bool {
 	for {
 		c.mu.Lock()
-		n, closing := len(c.queue), c.closeCode != 0
+		n, closed := len(c.queue), c.phase != open
 		if c.drained == nil {
 			c.drained = make(chan struct{}, 1)
 		}
 		drained := c.drained
 		c.mu.Unlock()
-		if closing {
+		if closed {
 			return false
 		}
 		if n <= limit {

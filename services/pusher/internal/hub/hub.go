@@ -1,8 +1,17 @@
 // Package hub is the pusher's in-process fan-out: rooms with their subscribers and a
-// window of recent frames, websocket clients with bounded queues and a writer that runs
-// only while there is something to write, and resumes that replay what a client missed
-// (from the window, else from an older source) before switching it to live delivery with
-// no gap and no duplicate.
+// window of recent frames (room.go), clients with bounded queues and a writer that runs
+// only while there is something to write (client.go; their lifecycle in lifecycle.go),
+// and resumes that replay what a client missed (from the window, else from an older
+// source) before switching it to live delivery with no gap and no duplicate (replay.go).
+//
+// The hub knows nothing of HTTP, websocket libraries or authentication: the session
+// package (one connection's protocol) joins clients, subscribes them and ends them; each
+// client writes through a Transport (the transport package's socket).
+//
+// Lock order: Hub.mu is held alone (never while taking another lock); otherwise
+// room.mu → Client.mu → the transport's write lock. The fan-out (Publish) holds a room's
+// lock, takes each subscriber's client lock once, and only TryLocks the transport's write
+// lock (a non-blocking write, or the queue): it never waits on a socket.
 package hub
 
 import (
@@ -18,15 +27,12 @@ import (
 
 // Config tunes the hub.
 type Config struct {
-	Window        int           // recent frames kept per room for resumes
-	QueueSize     int           // frames a client may have queued before it is evicted
-	ReplayBatch   int           // messages fetched per step of a replay from the backlog
-	PingInterval  time.Duration // websocket ping period
-	PongTimeout   time.Duration // a client silent for this long is dropped
-	WriteTimeout  time.Duration // one batched write may take this long
-	MaxSubs       int           // subscriptions per socket
-	CloseSpread   time.Duration // shutdown closes clients spread over this window
-	AllowedOrigin []string      // extra Origins allowed besides same-origin
+	Window       int           // recent frames kept per room for resumes
+	QueueSize    int           // frames a client may have queued before it is evicted
+	ReplayBatch  int           // messages fetched per step of a replay from the backlog
+	PingInterval time.Duration // websocket ping period
+	MaxSubs      int           // subscriptions per socket
+	CloseSpread  time.Duration // shutdown closes clients spread over this window
 	// FlushInterval is the least time between two writes to one client: frames queued
 	// meanwhile wait for the rest of it and go out in one write. A client receiving less
 	// than one frame per interval sees no delay. 0: DefaultFlushInterval; negative: off.
@@ -87,6 +93,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	}
 	return m
 }
+
+// Close codes from the contract that the hub sends.
+const (
+	CloseServiceRestart = 1012 // pusher shutting down: reconnect elsewhere and resume
+	CloseTryAgainLater  = 1013 // slow consumer evicted: reconnect and resume
+	CloseInternal       = 1011 // a resume could not be served
+)
 
 // Hub routes messages from the node's feed to the subscribers of their room.
 type Hub struct {
@@ -176,32 +189,59 @@ func (h *Hub) Publish(m *chat.Message) {
 // payload, which the persister dead-letters).
 func (h *Hub) Advance(seq uint64) { h.head.Store(seq) }
 
-// register adds a client; false when the hub is shutting down.
-func (h *Hub) register(c *Client) bool {
+// Closing reports whether the hub is shutting down (it refuses new clients).
+func (h *Hub) Closing() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closing {
-		return false
-	}
-	h.clients[c] = struct{}{}
-	h.metrics.connections.Inc()
-	return true
+	return h.closing
 }
 
-// unregister removes a client whose reader ended (after c.readerEnded, which has the
-// writer close the connection).
-func (h *Hub) unregister(c *Client) {
+// Join makes a client writing through t; false when the hub is shutting down (the
+// caller then closes t). The caller reads the client's commands and calls Leave when it
+// stops reading.
+func (h *Hub) Join(t Transport) (*Client, bool) {
+	c := newClient(h, t)
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		c.ping.Stop()
+		return nil, false
+	}
+	h.clients[c] = struct{}{}
+	h.mu.Unlock()
+	h.metrics.connections.Inc()
+	return c, true
+}
+
+// Leave ends a client whose reader stopped: the writer closes the connection (sending
+// the close frame asked for, if any), its subscriptions end, and Leave returns once the
+// connection is closed.
+func (h *Hub) Leave(c *Client) {
+	c.readerEnded()
 	h.mu.Lock()
 	delete(h.clients, c)
 	h.mu.Unlock()
 	h.metrics.connections.Dec()
-	c.mu.Lock()
-	subs := c.subs
-	c.subs = nil
-	c.mu.Unlock()
-	for _, s := range subs {
+	for _, s := range c.takeSubs() {
 		h.unsubscribe(s)
 	}
+	<-c.done
+}
+
+// QueueDepths sums the client queues and finds the longest.
+func (h *Hub) QueueDepths() (sum, longest int) {
+	h.mu.Lock()
+	clients := make([]*Client, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		n := c.queued()
+		sum += n
+		longest = max(longest, n)
+	}
+	return sum, longest
 }
 
 // Connections is the number of registered clients.

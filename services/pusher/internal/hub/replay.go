@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/services/pusher/internal/transport"
 )
 
 // sub is one client's subscription to one room. While it replays, live frames are not
@@ -25,25 +26,22 @@ type sub struct {
 	lastSent uint64
 }
 
-var errAlreadySubscribed = errors.New("already subscribed")
-var errTooManySubs = errors.New("too many subscriptions on this socket")
+// The errors of Subscribe and Unsubscribe; their texts are the error frames' reasons.
+var (
+	errAlreadySubscribed = errors.New("already subscribed")
+	errTooManySubs       = errors.New("too many subscriptions on this socket")
+	errNotSubscribed     = errors.New("not subscribed")
+)
 
-// subscribe subscribes c to room. since == nil: live messages only. Otherwise every
+// Subscribe subscribes c to room. since == nil: live messages only. Otherwise every
 // message with seq > *since exactly once, then live. The subscribed frame goes out first.
-func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
-	c.mu.Lock()
-	if c.subIndex(name) >= 0 {
-		c.mu.Unlock()
-		return errAlreadySubscribed
-	}
-	if len(c.subs) >= h.cfg.MaxSubs {
-		c.mu.Unlock()
-		return errTooManySubs
-	}
+// The room must be valid (chat.ValidRoom).
+func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
 	r := h.room(name)
 	s := &sub{c: c, room: r, idx: -1}
-	c.subs = append(c.subs, s)
-	c.mu.Unlock()
+	if err := c.addSub(s, h.cfg.MaxSubs); err != nil {
+		return err
+	}
 	h.metrics.subscriptions.Inc()
 
 	// The subscribed frame carries the stream's latest seq, asked after this subscribe
@@ -62,7 +60,7 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	last = max(last, h.head.Load())
-	if !c.enqueue(subscribedFrame(name, last, h.epoch.Load().(string))) {
+	if !c.Enqueue(subscribedFrame(name, last, h.epoch.Load().(string))) {
 		return nil // closing
 	}
 	r.addSub(s)
@@ -78,7 +76,7 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 			s.lastSent = max(r.last, *since)
 		}
 		if frames := r.after(*since); len(frames) > 0 {
-			c.enqueue(frames...)
+			c.Enqueue(frames...)
 		}
 	default:
 		h.metrics.replays.WithLabelValues("backlog").Inc()
@@ -87,6 +85,16 @@ func (h *Hub) subscribe(c *Client, name string, since *uint64) error {
 		s.cancel = cancel
 		go h.replay(ctx, s)
 	}
+	return nil
+}
+
+// Unsubscribe ends c's subscription to room.
+func (h *Hub) Unsubscribe(c *Client, room string) error {
+	s := c.removeSub(room)
+	if s == nil {
+		return errNotSubscribed
+	}
+	h.unsubscribe(s)
 	return nil
 }
 
@@ -110,7 +118,7 @@ func (h *Hub) replay(ctx context.Context, s *sub) {
 	for {
 		r.mu.Lock()
 		if s.lastSent >= r.floor {
-			if frames := r.after(s.lastSent); len(frames) == 0 || c.enqueue(frames...) {
+			if frames := r.after(s.lastSent); len(frames) == 0 || c.Enqueue(frames...) {
 				s.live = true
 				s.lastSent = max(s.lastSent, r.last)
 			}
@@ -136,7 +144,7 @@ func (h *Hub) replay(ctx context.Context, s *sub) {
 			for i := range msgs {
 				raws[i] = messageFrame(&msgs[i])
 			}
-			if !c.enqueue(raws...) {
+			if !c.Enqueue(raws...) {
 				return
 			}
 		}
@@ -176,5 +184,5 @@ func subscribedFrame(room string, seq uint64, epoch string) []byte {
 	b = append(b, `,"epoch":"`...)
 	b = append(b, epoch...)
 	b = append(b, `"}`...)
-	return textFrame(b)
+	return transport.TextFrame(b)
 }

@@ -1,11 +1,11 @@
 package hub
 
 import (
-	"encoding/binary"
 	"sort"
 	"sync"
 
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/services/pusher/internal/transport"
 )
 
 // frame is one message encoded once per node as a complete websocket text frame (header
@@ -18,38 +18,7 @@ type frame struct {
 
 // messageFrame encodes m as a complete server text frame.
 func messageFrame(m *chat.Message) []byte {
-	return serverFrame(m.AppendJSON(make([]byte, maxFrameHeader, maxFrameHeader+160+len(m.Name)+len(m.Message)), "message"))
-}
-
-// textFrame returns payload as a complete server text frame.
-func textFrame(payload []byte) []byte {
-	return serverFrame(append(make([]byte, maxFrameHeader, maxFrameHeader+len(payload)), payload...))
-}
-
-// maxFrameHeader is the longest server frame header: FIN + opcode, then the unmasked
-// payload length in 1, 3 or 9 bytes (RFC 6455 5.2).
-const maxFrameHeader = 10
-
-// serverFrame turns b, a payload behind maxFrameHeader reserved bytes, into a complete
-// unmasked text frame (a suffix of b) by writing its header right before the payload.
-func serverFrame(b []byte) []byte {
-	n := len(b) - maxFrameHeader
-	var h []byte
-	switch {
-	case n < 126:
-		h = b[maxFrameHeader-2 : maxFrameHeader]
-		h[1] = byte(n)
-	case n < 1<<16:
-		h = b[maxFrameHeader-4 : maxFrameHeader]
-		h[1] = 126
-		binary.BigEndian.PutUint16(h[2:], uint16(n))
-	default:
-		h = b[:maxFrameHeader]
-		h[1] = 127
-		binary.BigEndian.PutUint64(h[2:], uint64(n))
-	}
-	h[0] = 0x81 // FIN, text
-	return b[maxFrameHeader-len(h):]
+	return transport.Frame(m.AppendJSON(make([]byte, transport.MaxFrameHeader, transport.MaxFrameHeader+160+len(m.Name)+len(m.Message)), "message"))
 }
 
 // room holds a room's subscribers and a window of its recent frames, from which most

@@ -1,4 +1,4 @@
-package hub
+package session
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
+	"github.com/chatrt/chat/services/pusher/internal/hub"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -27,31 +28,33 @@ import (
 const gateSecret = "gate-test-secret-gate-test-secret!"
 
 type gateEnv struct {
-	t    *testing.T
-	hub  *Hub
-	gate *Gate
-	url  string // ws://.../ws
-	seq  atomic.Uint64
+	t      *testing.T
+	hub    *hub.Hub
+	hubReg *prometheus.Registry // the hub's metrics
+	gate   *Gate
+	url    string // ws://.../ws
+	seq    atomic.Uint64
 }
 
-func newGateEnv(t *testing.T, gc GateConfig, mod func(*Config)) *gateEnv {
+func newGateEnv(t *testing.T, gc GateConfig, mod func(*testConfig)) *gateEnv {
 	t.Helper()
-	cfg := Config{Window: 64, QueueSize: 256, ReplayBatch: 16, PingInterval: 5 * time.Second,
+	cfg := testConfig{Window: 64, QueueSize: 256, ReplayBatch: 16, PingInterval: 5 * time.Second,
 		PongTimeout: 20 * time.Second, WriteTimeout: 2 * time.Second, MaxSubs: 8}
 	if mod != nil {
 		mod(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h := New(cfg, 0, time.Unix(1_700_000_000, 0), nil, prometheus.NewRegistry(), log)
-	g := NewGate(h, gc, prometheus.NewRegistry())
-	srv := httptest.NewServer(g)
+	hubReg := prometheus.NewRegistry()
+	h := hub.New(cfg.hub(), 0, time.Unix(1_700_000_000, 0), nil, hubReg, log)
+	handler := NewHandler(h, cfg.session(gc), prometheus.NewRegistry())
+	srv := httptest.NewServer(handler)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = h.Shutdown(ctx)
 		srv.Close()
 	})
-	return &gateEnv{t: t, hub: h, gate: g, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	return &gateEnv{t: t, hub: h, hubReg: hubReg, gate: handler.gate, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
 }
 
 // publish sends one message to room through the hub, as the feed would.
@@ -345,7 +348,7 @@ func TestCommandRateLimit(t *testing.T) {
 // TestNeverReadingClient: a client that never reads is evicted (1013) once its queue is
 // full; a reading client on the same room receives every message, in order.
 func TestNeverReadingClient(t *testing.T) {
-	e := newGateEnv(t, GateConfig{}, func(c *Config) { c.QueueSize = 64; c.WriteTimeout = 500 * time.Millisecond })
+	e := newGateEnv(t, GateConfig{}, func(c *testConfig) { c.QueueSize = 64; c.WriteTimeout = 500 * time.Millisecond })
 	// A small receive buffer so the stuck client's TCP window closes early.
 	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
 		c, err := net.Dial(network, addr)
@@ -391,7 +394,7 @@ func TestNeverReadingClient(t *testing.T) {
 			}
 		}
 	}()
-	evicted := func() bool { return testutil.ToFloat64(e.hub.metrics.evictions) == 1 }
+	evicted := func() bool { return metric(t, e.hubReg, "chat_pusher_evictions_total") == 1 }
 	for i := 0; i < 20000 && !evicted(); i++ {
 		e.publish("general", text)
 		if i%4 == 0 {

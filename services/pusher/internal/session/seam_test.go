@@ -1,17 +1,16 @@
-package hub
+package session
 
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/services/pusher/internal/hub"
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fixedBacklog is a stream that holds nothing older than the hub's window and whose last
@@ -23,14 +22,12 @@ func (b fixedBacklog) Fetch(_ context.Context, _ string, _, upTo uint64, _ int) 
 }
 func (b fixedBacklog) LastSeq(context.Context) (uint64, error) { return b.last, nil }
 
-func testHub(t *testing.T, last uint64) (*Hub, string) {
+func testHub(t *testing.T, last uint64) (*hub.Hub, *prometheus.Registry, string) {
 	t.Helper()
-	h := New(Config{Window: 64, QueueSize: 256, ReplayBatch: 8, PingInterval: time.Minute, PongTimeout: time.Minute,
-		WriteTimeout: 5 * time.Second, MaxSubs: 4}, 0, time.Unix(1, 0), fixedBacklog{last: last}, nil,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return h, "ws" + strings.TrimPrefix(srv.URL, "http")
+	reg := prometheus.NewRegistry()
+	h, url := testServer(t, testConfig{Window: 64, QueueSize: 256, ReplayBatch: 8, PingInterval: time.Minute, PongTimeout: time.Minute,
+		WriteTimeout: 5 * time.Second, MaxSubs: 4}, fixedBacklog{last: last}, reg)
+	return h, reg, strings.TrimSuffix(url, "/ws")
 }
 
 func readSeqs(t *testing.T, conn *websocket.Conn, n int) []uint64 {
@@ -57,13 +54,13 @@ func readSeqs(t *testing.T, conn *websocket.Conn, n int) []uint64 {
 // A client that saw seq 5 on a node whose feed is ahead resumes on a node whose feed is
 // still at 0: it must get 6..10 once, not 1..5 again.
 func TestResumeOnLaggingNodeSendsNothingTwice(t *testing.T) {
-	h, url := testHub(t, 10)
+	h, reg, url := testHub(t, 10)
 	conn, _, err := websocket.DefaultDialer.Dial(url+"?room=r&since=5", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitSubscribed(t, h)
+	waitSubscribed(t, reg)
 	for seq := uint64(1); seq <= 10; seq++ {
 		h.Publish(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: seq})
 	}
@@ -77,28 +74,25 @@ func TestResumeOnLaggingNodeSendsNothingTwice(t *testing.T) {
 
 // A cursor beyond the stream's last seq means live from now.
 func TestSinceBeyondStreamIsLiveFromNow(t *testing.T) {
-	h, url := testHub(t, 3)
+	h, reg, url := testHub(t, 3)
 	conn, _, err := websocket.DefaultDialer.Dial(url+"?room=r&since=100", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitSubscribed(t, h)
+	waitSubscribed(t, reg)
 	h.Publish(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: 4})
 	if got := readSeqs(t, conn, 1); got[0] != 4 {
 		t.Fatalf("got %v, want [4]", got)
 	}
 }
 
-func waitSubscribed(t *testing.T, h *Hub) {
+// waitSubscribed waits until the hub has the one subscription (to room r).
+func waitSubscribed(t *testing.T, reg *prometheus.Registry) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		r := h.room("r")
-		r.mu.Lock()
-		n := len(r.subs)
-		r.mu.Unlock()
-		if n == 1 {
+		if metric(t, reg, "chat_pusher_subscriptions") == 1 {
 			return
 		}
 		if time.Now().After(deadline) {

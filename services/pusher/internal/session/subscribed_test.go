@@ -1,4 +1,4 @@
-package hub
+package session
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 // handled them yet (its head is 0): the subscribed frame carries the stream's latest seq
 // (10), and live delivery starts right after it: 1..10 are history, not pushed; 11 is.
 func TestSubscribedSeqIsTheStreamsLatest(t *testing.T) {
-	h, url := testHub(t, 10)
+	h, reg, url := testHub(t, 10)
 	conn, _, err := websocket.DefaultDialer.Dial(url+"?room=r", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func TestSubscribedSeqIsTheStreamsLatest(t *testing.T) {
 	if err := json.Unmarshal(data, &f); err != nil || f.Type != "subscribed" || f.Seq != 10 {
 		t.Fatalf("first frame %s, want subscribed with seq 10 (the stream's latest, not the node's head %d)", data, h.Head())
 	}
-	waitSubscribed(t, h)
+	waitSubscribed(t, reg)
 	for seq := uint64(1); seq <= 11; seq++ {
 		h.Publish(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: seq})
 	}

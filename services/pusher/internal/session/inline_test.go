@@ -1,15 +1,13 @@
-package hub
+package session
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/services/pusher/internal/hub"
 	"github.com/gorilla/websocket"
 )
 
@@ -17,12 +15,9 @@ import (
 // Publish to a quiet client, and the queue + writer for busy or slow ones (with partial
 // writes whose tail the writer completes).
 
-func inlineHub(t *testing.T, cfg Config) (*Hub, string) {
+func inlineHub(t testing.TB, cfg testConfig) (*hub.Hub, string) {
 	t.Helper()
-	h := New(cfg, 0, time.Now(), nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return h, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	return testServer(t, cfg, nil, nil)
 }
 
 func dialSubscribed(t *testing.T, url, room string) *websocket.Conn {
@@ -58,7 +53,7 @@ func expectSeqs(t *testing.T, conn *websocket.Conn, first, last uint64, text str
 	}
 }
 
-func publishRange(h *Hub, room string, first, last uint64, text string) {
+func publishRange(h *hub.Hub, room string, first, last uint64, text string) {
 	for seq := first; seq <= last; seq++ {
 		h.Publish(&chat.Message{ID: "m" + string(rune('a'+seq%26)), Room: room, Name: "n", Message: text, SentAt: time.Now(), Seq: seq})
 	}
@@ -67,7 +62,7 @@ func publishRange(h *Hub, room string, first, last uint64, text string) {
 // A client idle for longer than the write timeout still gets the next message: the
 // non-blocking write must not trip over an expired write deadline.
 func TestInlineDeliveryAfterIdle(t *testing.T) {
-	h, url := inlineHub(t, Config{Window: 64, QueueSize: 256, ReplayBatch: 16, PingInterval: time.Hour,
+	h, url := inlineHub(t, testConfig{Window: 64, QueueSize: 256, ReplayBatch: 16, PingInterval: time.Hour,
 		PongTimeout: time.Hour, WriteTimeout: 100 * time.Millisecond, MaxSubs: 4})
 	conn := dialSubscribed(t, url, "idle")
 	publishRange(h, "idle", 1, 1, "first")
@@ -83,7 +78,7 @@ func TestInlineDeliveryAfterIdle(t *testing.T) {
 // A client that stops reading fills its socket: writes go partial, then to the queue; once
 // it reads again it gets every frame intact, in order, exactly once.
 func TestDeliveryPartialWritesInOrder(t *testing.T) {
-	h, url := inlineHub(t, Config{Window: 64, QueueSize: 4096, ReplayBatch: 16, PingInterval: time.Hour,
+	h, url := inlineHub(t, testConfig{Window: 64, QueueSize: 4096, ReplayBatch: 16, PingInterval: time.Hour,
 		PongTimeout: time.Hour, WriteTimeout: 10 * time.Second, MaxSubs: 4, FlushInterval: 2 * time.Millisecond})
 	conn := dialSubscribed(t, url, "slow")
 	text := strings.Repeat("x", 3000) // 600 frames of ~3 KB: far more than the socket buffers hold
@@ -99,7 +94,7 @@ func TestDeliveryPartialWritesInOrder(t *testing.T) {
 // Quiet and busy clients in one room both get everything in order: a quiet one through
 // non-blocking writes, a busy one (within the flush interval) through the queue.
 func TestDeliveryMixedPaths(t *testing.T) {
-	h, url := inlineHub(t, Config{Window: 64, QueueSize: 4096, ReplayBatch: 16, PingInterval: time.Hour,
+	h, url := inlineHub(t, testConfig{Window: 64, QueueSize: 4096, ReplayBatch: 16, PingInterval: time.Hour,
 		PongTimeout: time.Hour, WriteTimeout: 10 * time.Second, MaxSubs: 4, FlushInterval: 2 * time.Millisecond})
 	a, b := dialSubscribed(t, url, "mixed"), dialSubscribed(t, url, "mixed")
 	for seq := uint64(1); seq <= 300; seq++ {

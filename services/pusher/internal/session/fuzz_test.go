@@ -1,14 +1,11 @@
-package hub
+package session
 
 import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -91,10 +88,7 @@ func FuzzClientBytes(f *testing.F) {
 	}
 	cfg := idleConfig()
 	cfg.PongTimeout = 5 * time.Second
-	h := New(cfg, 0, time.Now(), nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	_, wsURL := testServer(f, cfg, nil, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, nc := dialRaw(t, wsURL)
 		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))

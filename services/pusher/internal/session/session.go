@@ -1,0 +1,146 @@
+package session
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/chatrt/chat/services/pusher/internal/hub"
+	"github.com/chatrt/chat/services/pusher/internal/transport"
+	"github.com/gorilla/websocket"
+)
+
+// session is one connection's protocol, run by its reader goroutine: it reads commands
+// (protocol.go), applies the gate's policy (authentication, command rate, allowed rooms)
+// and asks the hub to subscribe and unsubscribe.
+type session struct {
+	hub     *hub.Hub
+	cfg     *Config
+	c       *hub.Client
+	t       *transport.Conn
+	policy  Policy
+	pending func() // runs once the first frame authenticated (the upgrade's ?room=)
+	release func() // gives the gate its connection slot back
+}
+
+// run is the connection's reader goroutine: it reads client commands until the
+// connection ends, then has the hub close it.
+func (s *session) run() {
+	defer s.release()
+	defer s.policy.stop()
+	s.readLoop()
+	s.hub.Leave(s.c)
+}
+
+// subscribe subscribes to room if the policy allows it, else sends the error frame
+// {"type":"error","error":"forbidden","room":...}.
+func (s *session) subscribe(room string, since *uint64) {
+	if !s.policy.allows(room) {
+		s.c.Enqueue(errorFrame("forbidden", room))
+		return
+	}
+	if err := s.hub.Subscribe(s.c, room, since); err != nil {
+		s.c.Enqueue(errorFrame(err.Error(), room))
+	}
+}
+
+// readDeadline is when the connection is dropped unless the client sends something
+// (pongs count once authenticated).
+func (s *session) readDeadline() time.Time {
+	if s.policy.needAuth {
+		return time.Now().Add(min(s.policy.authTimeout(), s.cfg.PongTimeout))
+	}
+	return time.Now().Add(s.cfg.PongTimeout)
+}
+
+// readLoop reads client commands until the connection ends. It applies the command rate
+// limit and, while unauthenticated, expects {"type":"auth","token":...} as the first
+// frame within the gate's AuthTimeout (else close 4401).
+func (s *session) readLoop() {
+	t, c := s.t, s.c
+	t.SetReadLimit(MaxFrame)
+	_ = t.SetReadDeadline(s.readDeadline())
+	t.SetPongHandler(func() error {
+		if s.policy.needAuth {
+			return nil // pongs do not extend the time to authenticate
+		}
+		return t.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout))
+	})
+	for {
+		typ, data, err := t.ReadMessage()
+		if err != nil {
+			if s.policy.needAuth {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					c.Close(CloseUnauthorized, "authentication required")
+					<-c.Done() // the read side is dead; the writer sends the close
+				}
+			}
+			return
+		}
+		cmd, code, reason := decodeFrame(typ, data)
+		if code != 0 {
+			s.closeAndDrain(code, reason)
+			return
+		}
+		if ok, closeNow := s.policy.allow(); !ok {
+			if closeNow {
+				s.closeAndDrain(ClosePolicy, "rate limit exceeded")
+				return
+			}
+			c.Enqueue(errorFrame("rate limited", ""))
+			continue
+		}
+		if s.policy.needAuth {
+			if reason := s.policy.authFrame(cmd); reason != "" {
+				s.closeAndDrain(CloseUnauthorized, reason)
+				return
+			}
+			s.policy.start(c)
+			if s.pending != nil {
+				s.pending()
+			}
+			_ = t.SetReadDeadline(s.readDeadline())
+			continue
+		}
+		_ = t.SetReadDeadline(s.readDeadline())
+		s.handle(cmd)
+	}
+}
+
+// handle does one command of an authenticated (or unauthenticated, auth off) connection.
+func (s *session) handle(cmd *command) {
+	if isAuth(cmd) && s.policy.authenticated() {
+		s.c.Enqueue(errorFrame("already authenticated", ""))
+		return
+	}
+	req, reason := parseCommand(cmd)
+	if reason != "" {
+		s.c.Enqueue(errorFrame(reason, req.room))
+		return
+	}
+	if req.typ == "unsubscribe" {
+		if err := s.hub.Unsubscribe(s.c, req.room); err != nil {
+			s.c.Enqueue(errorFrame(err.Error(), req.room))
+		}
+		return
+	}
+	s.subscribe(req.room, req.since)
+}
+
+// closeAndDrain asks the writer to close with code and keeps reading (discarding) until
+// the peer answers the close or the writer gives up, so that the reader's end does not
+// race the close frame out of the writer's hands.
+func (s *session) closeAndDrain(code int, reason string) {
+	s.c.Close(code, reason)
+	_ = s.t.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for {
+		if _, _, err := s.t.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) {
+				<-s.c.Done()
+			}
+			return
+		}
+	}
+}
