@@ -148,7 +148,7 @@ func (s *keySet) fetch(done chan struct{}) {
 	// first fetch's outcome.
 	switch {
 	case err != nil:
-		s.log.Warn("auth: JWKS fetch failed; keeping the previous keys", "err", err)
+		s.log.Warn("auth: JWKS fetch failed; keeping the previous keys", "error", err)
 	case changed:
 		s.log.Info("auth: JWKS keys loaded", "keys", len(keys), "skipped", skipped)
 	}

@@ -96,14 +96,14 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		writeError(w, http.StatusConflict, "Idempotency-Key is already in use by another room or author: use a new key")
 		return http.StatusConflict
 	case errors.Is(err, stream.ErrOriginalUnusable):
-		s.log.Warn("idempotent post", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "err", err)
+		s.log.Warn("idempotent post", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "error", err)
 		writeError(w, http.StatusConflict, "Idempotency-Key was already used for a message that is no longer available")
 		return http.StatusConflict
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads the answer. 499 as nginx logs it.
 		return 499
 	default:
-		s.log.Error("publish", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "duplicate", duplicate, "err", err)
+		s.log.Error("publish", "request_id", w.Header().Get(HeaderRequestID), "msg_id", m.ID, "duplicate", duplicate, "error", err)
 		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "message broker unavailable")
 		return http.StatusServiceUnavailable
 	}

@@ -118,7 +118,7 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 	}
 	if ackErr != nil {
 		p.met.errors.Inc()
-		p.log.Warn("settle batch", "messages", len(items), "failed", failed, "err", ackErr)
+		p.log.Warn("settle batch", "messages", len(items), "failed", failed, "error", ackErr)
 	}
 	return werr
 }
@@ -136,7 +136,7 @@ func (p *Persister) write(ctx context.Context, msgs []chat.Message) error {
 	if err != nil {
 		p.met.errors.Inc()
 		p.log.Error("write batch; will retry", "messages", len(msgs),
-			"first_seq", msgs[0].Seq, "err", err)
+			"first_seq", msgs[0].Seq, "error", err)
 		return fmt.Errorf("write batch: %w", err)
 	}
 	p.met.stored.Add(float64(len(msgs)))
@@ -164,7 +164,7 @@ func (p *Persister) deadLetter(ctx context.Context, s *chat.Stored, epoch time.T
 	if _, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id),
 		jetstream.WithExpectStream(chat.DeadLetterStream)); err != nil {
 		p.met.errors.Inc()
-		p.log.Error("dead-letter; will retry", "seq", s.Seq, "subject", s.Subject, "err", err)
+		p.log.Error("dead-letter; will retry", "seq", s.Seq, "subject", s.Subject, "error", err)
 		return fmt.Errorf("dead-letter seq %d: %w", s.Seq, err)
 	}
 	p.met.deadLettered.Inc()
