@@ -133,7 +133,7 @@ func attachDiscard(b *testing.B, h *Hub, room string, n int) ([]*discardConn, *s
 			serveTest(h, &discardRW{ResponseWriter: httptest.NewRecorder(), conn: conns[i]}, req)
 		}()
 	}
-	r := h.room(room)
+	r, _ := h.room(room, time.Now(), false)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r.mu.Lock()
