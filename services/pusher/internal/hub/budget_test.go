@@ -306,3 +306,67 @@ func TestSubscribedRoomsTrimmedThenRefused(t *testing.T) {
 	}
 	t.Logf("%d of 256 subscribes to new rooms refused, %d rooms, %d window bytes", refused, h.Rooms(), h.WindowBytes())
 }
+
+// Evictions racing subscribes and publishes: a subscribe that looked a room up just before
+// it was evicted must not register on the dead room (it would never get a message again).
+// Every subscriber gets the message published after its subscribed frame.
+func TestEvictionRacesSubscribe(t *testing.T) {
+	h := budgetHub(t, 1<<20, nil, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				h.evictIdle(time.Now().Add(time.Hour))
+			}
+		}
+	}()
+	var seq sync.Mutex
+	next := uint64(0)
+	publish := func(room string) uint64 {
+		seq.Lock()
+		defer seq.Unlock()
+		next++
+		h.Publish(&chat.Message{ID: fmt.Sprint("id-", next), Room: room, Name: "n", Message: "m", SentAt: time.Now(), Seq: next})
+		return next
+	}
+	var fails sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		fails.Add(1)
+		go func() {
+			defer fails.Done()
+			for i := 0; i < 200; i++ {
+				room := fmt.Sprintf("r-%d-%d", g, i%3)
+				tr := newRecTransport()
+				c, _ := h.Join(tr)
+				if err := h.Subscribe(c, room, nil); err != nil {
+					t.Error(err)
+				}
+				s := publish(room)
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					tr.mu.Lock()
+					ok := slices.Contains(tr.got, fmt.Sprintf("message:%s:%d", room, s))
+					tr.mu.Unlock()
+					if ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("%s: message %d never delivered", room, s)
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				h.Leave(c)
+			}
+		}()
+	}
+	fails.Wait()
+	close(stop)
+	wg.Wait()
+}
