@@ -377,3 +377,48 @@ func TestEvictionRacesSubscribe(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Run evicts rooms without subscribers once they have been idle for RoomIdle; a room
+// with a subscriber stays, and so does its window.
+func TestIdleRoomsLeave(t *testing.T) {
+	h := New(Config{Window: 16, QueueSize: 64, ReplayBatch: 4, PingInterval: time.Hour, MaxSubs: 4,
+		FlushInterval: -1, RoomIdle: 50 * time.Millisecond}, 0, time.Unix(1, 0), nil, nil,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	c, tr := join(t, h)
+	if err := h.Subscribe(c, "kept", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		room := "kept"
+		if i > 1 {
+			room = fmt.Sprint("idle-", i)
+		}
+		h.Publish(&chat.Message{ID: fmt.Sprint(i), Room: room, Name: "n", Message: "m", SentAt: time.Now(), Seq: uint64(i)})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Rooms() > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rooms still in memory", h.Rooms())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.mu.Lock()
+	r := h.rooms["kept"]
+	h.mu.Unlock()
+	if r == nil {
+		t.Fatal("the subscribed room was evicted")
+	}
+	tr.wait(t, "subscribed:kept:0", "message:kept:1")
+	// A resume in the subscribed room is still served from its window.
+	c2, tr2 := join(t, h)
+	since := uint64(0)
+	if err := h.Subscribe(c2, "kept", &since); err != nil {
+		t.Fatal(err)
+	}
+	tr2.wait(t, "subscribed:kept:10", "message:kept:1")
+}
