@@ -3,6 +3,9 @@
 // only while there is something to write (client.go; their lifecycle in lifecycle.go),
 // and resumes that replay what a client missed (from the window, else from an older
 // source) before switching it to live delivery with no gap and no duplicate (replay.go).
+// The rooms and their windows share one byte budget; rooms without subscribers leave
+// memory when idle or when the budget needs it, and come back with a floor that keeps
+// resumes exact (budget.go).
 //
 // The hub knows nothing of HTTP, websocket libraries or authentication: the session
 // package (one connection's protocol) joins clients, subscribes them and ends them; each
