@@ -41,6 +41,14 @@ type Config struct {
 
 	// Window is how many recent messages per room the node keeps to serve resumes.
 	Window int `envconfig:"WINDOW" default:"1024"`
+	// WindowBytes is the budget all rooms and their windows share on this node; beyond it
+	// rooms without subscribers are evicted, least recently used first, then the windows
+	// of the others are trimmed (CHAT_WINDOW_BYTES, default 64 MiB). RoomIdle: a room
+	// without subscribers leaves memory after this long without a publish or subscribe
+	// (CHAT_ROOM_IDLE, negative: only when the budget needs it). Resumes of what left
+	// memory are served from JetStream/MongoDB.
+	WindowBytes int64         `envconfig:"WINDOW_BYTES" default:"67108864"`
+	RoomIdle    time.Duration `envconfig:"ROOM_IDLE" default:"5m"`
 	// QueueSize is how many frames a client may have waiting before it is evicted (1013).
 	QueueSize int `envconfig:"QUEUE_SIZE" default:"4096"`
 	// ReplayBatch is how many older messages a resume reads per step.
@@ -157,6 +165,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		MaxSubs:       max(cfg.MaxSubscriptions, 1),
 		CloseSpread:   cfg.CloseSpread,
 		FlushInterval: cfg.FlushInterval,
+		WindowBytes:   cfg.WindowBytes,
+		RoomIdle:      cfg.RoomIdle,
 	}, start, info.Created, feed.NewBacklog(src, store, filter), deps.Metrics, deps.Log)
 	sink.Hub = h
 	ws := session.NewHandler(h, session.Config{
@@ -225,6 +235,7 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(feedCtx)
 	g.Go(func() error { return a.feed.Run(gctx) })
 	g.Go(func() error { return a.dedup.Run(gctx) })
+	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():

@@ -3,13 +3,16 @@
 // only while there is something to write (client.go; their lifecycle in lifecycle.go),
 // and resumes that replay what a client missed (from the window, else from an older
 // source) before switching it to live delivery with no gap and no duplicate (replay.go).
+// The rooms and their windows share one byte budget; rooms without subscribers leave
+// memory when idle or when the budget needs it, and come back with a floor that keeps
+// resumes exact (budget.go).
 //
 // The hub knows nothing of HTTP, websocket libraries or authentication: the session
 // package (one connection's protocol) joins clients, subscribes them and ends them; each
 // client writes through a Transport (the transport package's socket).
 //
-// Lock order: Hub.mu is held alone (never while taking another lock); otherwise
-// room.mu → Client.mu → the transport's write lock. The fan-out (Publish) holds a room's
+// Lock order: Hub.mu → room.mu → Client.mu → the transport's write lock. Hub.mu takes a
+// room's lock only with TryLock (an eviction pass, budget.go), so it never waits on a room. The fan-out (Publish) holds a room's
 // lock, takes each subscriber's client lock once, and only TryLocks the transport's write
 // lock (a non-blocking write, or the queue): it never waits on a socket.
 package hub
@@ -37,6 +40,11 @@ type Config struct {
 	// meanwhile wait for the rest of it and go out in one write. A client receiving less
 	// than one frame per interval sees no delay. 0: DefaultFlushInterval; negative: off.
 	FlushInterval time.Duration
+	// WindowBytes is the budget the rooms and their windows share (0: DefaultWindowBytes);
+	// RoomIdle is how long a room without subscribers stays after its last publish or
+	// subscribe (0: DefaultRoomIdle; negative: until the budget needs it). See budget.go.
+	WindowBytes int64
+	RoomIdle    time.Duration
 }
 
 // behindAfter: a message published longer ago than this is fanned out through the queues
@@ -77,6 +85,7 @@ type metrics struct {
 	deliveries    prometheus.Counter
 	evictions     prometheus.Counter
 	replays       *prometheus.CounterVec
+	roomEvictions *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -111,17 +120,26 @@ type Hub struct {
 	head    atomic.Uint64 // highest seq the feed has handled
 	epoch   atomic.Value  // string: chat.EpochID of the stream
 
-	mu      sync.Mutex
-	rooms   map[string]*room
-	clients map[*Client]struct{}
-	closing bool
+	budget  int64        // cfg.windowBytes()
+	used    atomic.Int64 // what the rooms cost (sum of room.bytes)
+	retryAt atomic.Int64 // no eviction pass before used reaches it (budget.go)
+
+	mu        sync.Mutex
+	rooms     map[string]*room
+	front     *room  // most recently used room
+	back      *room  // least recently used room
+	floorMark uint64 // floor of a new room: start, or the highest seq an evicted room held
+	peakRooms int    // most rooms the map held since it was last rebuilt
+	clients   map[*Client]struct{}
+	closing   bool
 }
 
 // New returns a hub whose feed delivers every message after seq start of the stream
 // created at epoch.
 func New(cfg Config, start uint64, epoch time.Time, backlog Backlog, reg prometheus.Registerer, log *slog.Logger) *Hub {
 	h := &Hub{cfg: cfg, backlog: backlog, log: log, metrics: newMetrics(reg), start: start,
-		rooms: make(map[string]*room), clients: make(map[*Client]struct{})}
+		budget: cfg.windowBytes(), floorMark: start, rooms: make(map[string]*room), clients: make(map[*Client]struct{})}
+	h.registerBudgetMetrics(reg)
 	h.head.Store(start)
 	h.epoch.Store(chat.EpochID(epoch))
 	return h
@@ -147,29 +165,17 @@ func (h *Hub) NewEpoch(epoch time.Time) {
 // Head is the highest stream seq the hub has handled.
 func (h *Hub) Head() uint64 { return h.head.Load() }
 
-func (h *Hub) room(name string) *room {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r, ok := h.rooms[name]
-	if !ok {
-		r = newRoom(name, h.start, h.cfg.Window)
-		h.rooms[name] = r
-	}
-	return r
-}
-
 // Publish fans m out to its room. The feed calls it in stream order.
 func (h *Hub) Publish(m *chat.Message) {
 	f := &frame{seq: m.Seq, raw: messageFrame(m)} // encoded once for every client
-	r := h.room(m.Room)
 	now := time.Now()
 	// Writing straight to quiet clients is the cheapest delivery for sparse traffic, but it
 	// is one syscall per frame from this one goroutine. When the node is behind (the
 	// message was sent a while ago), queue instead: the writers then batch what piles up.
 	direct := now.Sub(m.SentAt) < behindAfter
 	inline := 0
-	r.mu.Lock()
-	r.add(f, h.cfg.Window)
+	r, _ := h.lockRoom(m.Room, now, false) // never refused to a publish
+	h.used.Add(r.add(f, h.cfg.Window))
 	for _, s := range r.subs {
 		if s.live && f.seq > s.lastSent {
 			s.lastSent = f.seq
@@ -183,6 +189,7 @@ func (h *Hub) Publish(m *chat.Message) {
 		h.metrics.deliveries.Add(float64(inline))
 	}
 	h.head.Store(m.Seq)
+	h.maybeEvict()
 }
 
 // Advance records that the feed handled seq without a message to deliver (an invalid

@@ -37,7 +37,10 @@ var (
 // message with seq > *since exactly once, then live. The subscribed frame goes out first.
 // The room must be valid (chat.ValidRoom).
 func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
-	r := h.room(name)
+	r, err := h.room(name, time.Now(), true)
+	if err != nil {
+		return err
+	}
 	s := &sub{c: c, room: r, idx: -1}
 	if err := c.addSub(s, h.cfg.MaxSubs); err != nil {
 		return err
@@ -49,7 +52,8 @@ func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
 	// acknowledged before; without since, live delivery starts right after it. A cursor
 	// past it is beyond the stream ("live from now"); one past this node's head only is
 	// from a node whose feed is ahead (this one still delivers up to it: not again).
-	last, err := h.head.Load(), errors.New("no backlog") // the best this node knows
+	last := h.head.Load() // the best this node knows
+	err = errors.New("no backlog")
 	if h.backlog != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		last, err = h.backlog.LastSeq(ctx)
@@ -57,7 +61,15 @@ func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
 	}
 	beyond := since != nil && err == nil && *since > last
 
-	r.mu.Lock()
+	// The room has no subscriber of ours yet: it may have been evicted meanwhile. Look it
+	// up again (the one reader goroutine of c calls Subscribe, Unsubscribe and Leave, so
+	// nothing else reads s.room yet).
+	if r, err = h.lockRoom(name, time.Now(), true); err != nil {
+		c.removeSub(name)
+		h.metrics.subscriptions.Dec()
+		return err
+	}
+	s.room = r
 	defer r.mu.Unlock()
 	last = max(last, h.head.Load())
 	if !c.Enqueue(subscribedFrame(name, last, h.epoch.Load().(string))) {

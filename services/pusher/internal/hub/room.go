@@ -3,6 +3,7 @@ package hub
 import (
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/services/pusher/internal/transport"
@@ -34,11 +35,19 @@ type room struct {
 	// by the feed). It starts at the seq the node's feed started after and rises as the
 	// ring drops old entries.
 	floor uint64
-	last  uint64 // seq of the newest frame in the ring
+	last  uint64 // highest seq in the ring (floor while it holds none)
+	bytes int64  // what the room costs: roomOverhead, the ring and its frames (budget.go)
+	dead  bool   // evicted: no longer in Hub.rooms; whoever finds it so looks the room up again
+
+	// guarded by Hub.mu: the hub's least recently used list (budget.go)
+	prev, next *room
+	touched    time.Time // last publish or subscribe
 }
 
 func newRoom(name string, floor uint64, window int) *room {
-	return &room{name: name, ring: make([]*frame, 0, min(window, 16)), floor: floor, last: floor}
+	r := &room{name: name, ring: make([]*frame, 0, min(window, 16)), floor: floor, last: floor}
+	r.bytes = roomOverhead + int64(len(name)) + int64(cap(r.ring))*ptrSize
+	return r
 }
 
 // addSub registers s. Caller holds mu.
@@ -62,17 +71,55 @@ func (r *room) removeSub(s *sub) {
 	s.idx = -1
 }
 
-// add appends f (seqs arrive in increasing order), dropping the oldest frame once the ring
-// holds window frames. Caller holds mu.
-func (r *room) add(f *frame, window int) {
+// add appends f (a room's seqs arrive in increasing order), dropping the oldest frame once
+// the ring holds window frames, and returns how much r.bytes changed. Caller holds mu.
+//
+// The ring may hold frames at or below the floor: a room created again starts with the
+// floor of the evicted rooms (Hub.newRoomLocked), and a message the duplicate filter held
+// back may then still arrive with a lower seq. Such frames keep the ring ordered (they come
+// before any later one of the room) and are never served from it to a cursor below the
+// floor (those go to the backlog up to the floor first), so they do no harm; floor and
+// last only ever rise.
+func (r *room) add(f *frame, window int) int64 {
+	delta := frameCost(f)
 	if len(r.ring) < window {
+		c := cap(r.ring)
 		r.ring = append(r.ring, f) // growing: head stays 0
+		delta += int64(cap(r.ring)-c) * ptrSize
 	} else {
-		r.floor = r.ring[r.head].seq
+		old := r.ring[r.head]
+		r.floor = max(r.floor, old.seq)
+		delta -= frameCost(old)
 		r.ring[r.head] = f
 		r.head = (r.head + 1) % len(r.ring)
 	}
-	r.last = f.seq
+	r.last = max(r.last, f.seq)
+	r.bytes += delta
+	return delta
+}
+
+// trim drops the ring's oldest frames until it has shed at least want bytes (or holds
+// none), raising the floor past them, and returns the bytes shed. The ring is copied into
+// a right-sized array. Caller holds mu.
+func (r *room) trim(want int64) int64 {
+	n, freed := len(r.ring), int64(0)
+	i := 0
+	for ; i < n && freed < want; i++ {
+		f := r.at(i)
+		r.floor = max(r.floor, f.seq)
+		freed += frameCost(f)
+	}
+	if i == 0 {
+		return 0
+	}
+	rest := make([]*frame, n-i)
+	for j := range rest {
+		rest[j] = r.at(i + j)
+	}
+	freed += int64(cap(r.ring)-cap(rest)) * ptrSize
+	r.ring, r.head = rest, 0
+	r.bytes -= freed
+	return freed
 }
 
 // at returns the i-th oldest frame. Caller holds mu.
