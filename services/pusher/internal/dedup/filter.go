@@ -27,7 +27,7 @@ import (
 // after later messages of other rooms, so the filter re-advances the sink to the highest
 // seq it has seen after each release.
 type Sink interface {
-	Publish(m *chat.Message)
+	Fanout(m *chat.Message)
 	Advance(seq uint64)
 	NewEpoch(epoch time.Time)
 }
@@ -157,8 +157,8 @@ func (f *Filter) decide(m *chat.Message, now time.Time) verdict {
 	return check
 }
 
-// Publish implements the feed's Sink.
-func (f *Filter) Publish(m *chat.Message) {
+// Fanout implements the feed's Sink.
+func (f *Filter) Fanout(m *chat.Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch f.decide(m, f.now()) {
@@ -198,7 +198,7 @@ func (f *Filter) Advance(seq uint64) {
 func (f *Filter) NewEpoch(epoch time.Time) { f.sink.NewEpoch(epoch) }
 
 func (f *Filter) emitLocked(m *chat.Message) {
-	f.sink.Publish(m)
+	f.sink.Fanout(m)
 	if m.Seq > f.maxSeq {
 		f.maxSeq = m.Seq
 	} else {

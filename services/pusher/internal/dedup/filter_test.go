@@ -18,11 +18,11 @@ import (
 // recorder is the hub as the filter sees it.
 type recorder struct {
 	mu   sync.Mutex
-	got  []string // room:seq of each Publish
-	head uint64   // the last Advance (or Publish)
+	got  []string // room:seq of each Fanout
+	head uint64   // the last Advance (or Fanout)
 }
 
-func (r *recorder) Publish(m *chat.Message) {
+func (r *recorder) Fanout(m *chat.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, fmt.Sprintf("%s:%d", m.Room, m.Seq))
@@ -132,7 +132,7 @@ func TestIndexDropsLaterCopies(t *testing.T) {
 		msg("r", "js.abc.8", 7), // spelled out: an explicit id...
 		msg("r", "js.abc.8", 8), // ...that the message derived at 8 repeats
 	} {
-		f.Publish(m)
+		f.Fanout(m)
 	}
 	got, head := rec.state()
 	if want := []string{"r:1", "r:4", "r:6", "r:7"}; !slices.Equal(got, want) || head != 8 {
@@ -146,10 +146,10 @@ func TestStoreCheckHoldsOnlyItsRoom(t *testing.T) {
 	now := t0.Add(time.Minute)
 	st := &store{seqs: map[string]uint64{"ext-old": 1}, gate: make(chan struct{})}
 	f, rec := newTest(t, st, 1<<20, &now)
-	f.Publish(msg("a", "ext-old", 10)) // stored at 1: a later copy
-	f.Publish(msg("a", ulidAt(now, 1), 11))
-	f.Publish(msg("a", "ext-new", 12)) // not stored: the first copy
-	f.Publish(msg("b", ulidAt(now, 2), 13))
+	f.Fanout(msg("a", "ext-old", 10)) // stored at 1: a later copy
+	f.Fanout(msg("a", ulidAt(now, 1), 11))
+	f.Fanout(msg("a", "ext-new", 12)) // not stored: the first copy
+	f.Fanout(msg("b", ulidAt(now, 2), 13))
 	if got, head := rec.state(); !slices.Equal(got, []string{"b:13"}) || head != 13 {
 		t.Fatalf("while the store is asked: %v head %d, want only b:13", got, head)
 	}
@@ -170,13 +170,13 @@ func TestULIDOutsideCoverageAsksStore(t *testing.T) {
 	old, ahead := ulidAt(t0.Add(500*time.Millisecond), 1), ulidAt(now.Add(2*time.Second), 2)
 	st := &store{seqs: map[string]uint64{old: 1, ahead: 2}}
 	f, rec := newTest(t, st, 1<<20, &now)
-	f.Publish(msg("r", ulidAt(now, 3), 10)) // inside: no store
+	f.Fanout(msg("r", ulidAt(now, 3), 10)) // inside: no store
 	if got, _ := rec.state(); len(got) != 1 || st.calls() != 0 {
 		t.Fatalf("a ULID inside the coverage: delivered %v, %d store calls", got, st.calls())
 	}
-	f.Publish(msg("r", old, 11))   // made before horizon+skew: its first copy may be forgotten
-	f.Publish(msg("r", ahead, 12)) // made in the future: its time proves nothing
-	f.Publish(msg("r", "end", 13))
+	f.Fanout(msg("r", old, 11))   // made before horizon+skew: its first copy may be forgotten
+	f.Fanout(msg("r", ahead, 12)) // made in the future: its time proves nothing
+	f.Fanout(msg("r", "end", 13))
 	got := waitFor(t, rec, 2)
 	if want := []string{"r:10", "r:13"}; !slices.Equal(got, want) {
 		t.Fatalf("delivered %v, want %v (11 and 12 are stored at lower seqs)", got, want)
@@ -193,7 +193,7 @@ func TestEvictionMovesHorizon(t *testing.T) {
 	for i := range 5 {
 		now = now.Add(10 * time.Second)
 		ids = append(ids, ulidAt(now, byte(i)))
-		f.Publish(msg("r", ids[i], uint64(i+1)))
+		f.Fanout(msg("r", ids[i], uint64(i+1)))
 	}
 	f.mu.Lock()
 	horizon, n := f.idx.horizon, f.idx.n
@@ -208,8 +208,8 @@ func TestEvictionMovesHorizon(t *testing.T) {
 	st.mu.Lock()
 	st.seqs[ids[1]] = 2
 	st.mu.Unlock()
-	f.Publish(msg("r", ids[1], 6))
-	f.Publish(msg("r", "end", 7))
+	f.Fanout(msg("r", ids[1], 6))
+	f.Fanout(msg("r", "end", 7))
 	got := waitFor(t, rec, 6)
 	if got[5] != "r:7" || st.calls() != 1 {
 		t.Fatalf("delivered %v with %d store calls, want the copy at 6 dropped by the store", got, st.calls())
@@ -222,15 +222,15 @@ func TestStoreErrorDeliversAndCoolsDown(t *testing.T) {
 	now := t0.Add(time.Minute)
 	st := &store{err: errors.New("down")}
 	f, rec := newTest(t, st, 1<<20, &now)
-	f.Publish(msg("r", "ext-1", 1))
+	f.Fanout(msg("r", "ext-1", 1))
 	waitFor(t, rec, 1)
-	f.Publish(msg("r", "ext-2", 2))
+	f.Fanout(msg("r", "ext-2", 2))
 	waitFor(t, rec, 2)
 	if st.calls() != 1 {
 		t.Fatalf("store asked %d times during the cooldown", st.calls())
 	}
 	now = now.Add(2 * time.Minute)
-	f.Publish(msg("r", "ext-3", 3))
+	f.Fanout(msg("r", "ext-3", 3))
 	waitFor(t, rec, 3)
 	if st.calls() != 2 {
 		t.Fatalf("store asked %d times after the cooldown, want 2", st.calls())
@@ -243,7 +243,7 @@ func TestReplayKeepsLowestCopies(t *testing.T) {
 	now := t0.Add(time.Minute)
 	st := &store{seqs: map[string]uint64{"stored": 1, "here": 5}}
 	f, _ := newTest(t, st, 1<<20, &now)
-	f.Publish(msg("r", "live", 3))
+	f.Fanout(msg("r", "live", 3))
 	batch := []chat.Message{*msg("r", "stored", 4), *msg("r", "here", 5), *msg("r", "live", 6),
 		*msg("r", "here", 7), *msg("r", "js.e.8", 8), *msg("r", "new", 9)}
 	var got []uint64
@@ -263,18 +263,18 @@ func TestEarlyULIDIsRemembered(t *testing.T) {
 	st := &store{seqs: map[string]uint64{}}
 	f, rec := newTest(t, st, 3*(26+entryOverhead), &now)
 	early := ulidAt(now.Add(time.Minute), 9)
-	f.Publish(msg("r", early, 1))
+	f.Fanout(msg("r", early, 1))
 	waitFor(t, rec, 1)
 	for i := range 5 { // the index forgets the first copy
 		now = now.Add(time.Second)
-		f.Publish(msg("r", ulidAt(now, byte(i)), uint64(2+i)))
+		f.Fanout(msg("r", ulidAt(now, byte(i)), uint64(2+i)))
 	}
 	now = now.Add(time.Minute)
 	st.mu.Lock()
 	st.seqs[early] = 1
 	st.mu.Unlock()
-	f.Publish(msg("r", early, 10))
-	f.Publish(msg("r", ulidAt(now, 7), 11))
+	f.Fanout(msg("r", early, 10))
+	f.Fanout(msg("r", ulidAt(now, 7), 11))
 	got := waitFor(t, rec, 7)
 	if len(got) != 7 || got[6] != "r:11" {
 		t.Fatalf("delivered %v: the second copy of the early ULID (seq 10) was pushed", got)

@@ -46,8 +46,8 @@ func TestWarmIndexesRecentStream(t *testing.T) {
 	if n3 != 3 || time.Since(horizon) < 2*time.Minute-time.Second {
 		t.Fatalf("warm index holds %d ids (want 3, the derived one is not indexed), horizon %v ago", n3, time.Since(horizon))
 	}
-	f.Publish(msg("r", "ext-b", last.Seq+2)) // a later copy
-	f.Publish(msg("r", chat.NewID(time.Now()), last.Seq+3))
+	f.Fanout(msg("r", "ext-b", last.Seq+2)) // a later copy
+	f.Fanout(msg("r", chat.NewID(time.Now()), last.Seq+3))
 	if got, _ := rec.state(); len(got) != 1 || st.calls() != 0 {
 		t.Fatalf("delivered %v with %d store calls; want only the ULID, decided by the index", got, st.calls())
 	}

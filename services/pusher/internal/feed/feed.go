@@ -17,7 +17,7 @@ import (
 
 // Sink receives the stream in order.
 type Sink interface {
-	Publish(m *chat.Message)
+	Fanout(m *chat.Message)
 	Advance(seq uint64)
 	// NewEpoch tells that the stream was recreated (its sequence continues, see
 	// chat.StreamOptions.NextSeq, but anything it had not persisted is gone).
@@ -145,7 +145,7 @@ func (f *Feed) consume(ctx context.Context) error {
 			f.sink.Advance(st.Seq) // the persister dead-letters it
 			continue
 		}
-		f.sink.Publish(&m)
+		f.sink.Fanout(&m)
 	}
 }
 

@@ -205,7 +205,7 @@ func BenchmarkFanout(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range msgs {
-				h.Publish(&msgs[i])
+				h.Fanout(&msgs[i])
 				if mode == "paced" {
 					snk.wait(int64(i+1) * flen * subs)
 				}
@@ -257,7 +257,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 // BenchmarkFanoutLoopback is BenchmarkFanout's paced case over real loopback websockets
 // (200 subscribers, read by gorilla clients in this process): what one delivery costs
 // with the kernel, client reads included. Here quiet clients get direct non-blocking
-// writes from Publish (the discarding connections above cannot: they always queue).
+// writes from Fanout (the discarding connections above cannot: they always queue).
 func BenchmarkFanoutLoopback(b *testing.B) {
 	const subs = 200
 	h := benchHub(b)
@@ -297,7 +297,7 @@ func BenchmarkFanoutLoopback(b *testing.B) {
 	b.ResetTimer()
 	for i := range msgs {
 		msgs[i].SentAt = time.Now() // not behind: quiet clients get direct writes
-		h.Publish(&msgs[i])
+		h.Fanout(&msgs[i])
 		for got.Load() < int64(i+1)*subs {
 			time.Sleep(20 * time.Microsecond)
 		}
@@ -306,10 +306,10 @@ func BenchmarkFanoutLoopback(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
 }
 
-// BenchmarkPublishRooms publishes 200-byte messages round-robin into 10,000 rooms without
+// BenchmarkFanoutRooms publishes 200-byte messages round-robin into 10,000 rooms without
 // subscribers: the per-message cost of the room lookup, the window and its accounting.
 // One op is one message.
-func BenchmarkPublishRooms(b *testing.B) {
+func BenchmarkFanoutRooms(b *testing.B) {
 	h := benchHub(b)
 	const rooms = 10000
 	names := make([]string, rooms)
@@ -323,6 +323,6 @@ func BenchmarkPublishRooms(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range msgs {
-		h.Publish(&msgs[i])
+		h.Fanout(&msgs[i])
 	}
 }

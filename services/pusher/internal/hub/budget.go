@@ -46,7 +46,7 @@ import (
 //
 // Races: an eviction marks the room dead under its lock, taken with TryLock under Hub.mu
 // (a room busy with a fan-out or a subscribe is in use: skipped), and only if it has no
-// subscriber. Publish and Subscribe look a room up, lock it, and look it up again if they
+// subscriber. Fanout and Subscribe look a room up, lock it, and look it up again if they
 // find it dead, so nothing registers on, or is published to, a room no longer in the map.
 
 // DefaultWindowBytes is the default budget of a node's room windows.

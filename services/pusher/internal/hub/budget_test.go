@@ -153,11 +153,11 @@ func TestRoomBudgetBoundsHeap(t *testing.T) {
 	for i := 0; i < rooms; i++ {
 		m := &chat.Message{ID: fmt.Sprintf("id-%d", i), Room: fmt.Sprintf("room-%d", i), Name: "n", Message: text,
 			SentAt: time.Now(), Seq: uint64(i + 1)}
-		h.Publish(m)
+		h.Fanout(m)
 		if i%1000 == 0 { // a few rooms get many messages
 			for j := 0; j < 50; j++ {
 				m.Seq++
-				h.Publish(m)
+				h.Fanout(m)
 			}
 		}
 	}
@@ -214,7 +214,7 @@ func TestEvictedRoomResumesExactly(t *testing.T) {
 			pub := func(room string, seq uint64) {
 				m := chat.Message{ID: fmt.Sprint("id-", seq), Room: room, Name: "n", Message: "m", SentAt: time.Now(), Seq: seq}
 				bl.add(m) // in the stream before the feed hands it over
-				h.Publish(&m)
+				h.Fanout(&m)
 			}
 			pub("x", 1)
 			pub("y", 2)
@@ -226,7 +226,7 @@ func TestEvictedRoomResumesExactly(t *testing.T) {
 			if n := h.Rooms(); n != 0 {
 				t.Fatalf("%d rooms after the eviction", n)
 			}
-			h.Publish(&held) // released: creates x again, below its floor
+			h.Fanout(&held) // released: creates x again, below its floor
 			pub("x", 5)
 
 			c, tr := join(t, h)
@@ -270,7 +270,7 @@ func TestSubscribedRoomsTrimmedThenRefused(t *testing.T) {
 			seq++
 			m := chat.Message{ID: fmt.Sprint("id-", seq), Room: fmt.Sprint("s-", i), Name: "n", Message: text, SentAt: time.Now(), Seq: seq}
 			bl.add(m)
-			h.Publish(&m)
+			h.Fanout(&m)
 			want[i] = append(want[i], fmt.Sprintf("message:s-%d:%d", i, seq))
 		}
 	}
@@ -339,7 +339,7 @@ func TestEvictionRacesSubscribe(t *testing.T) {
 		seq.Lock()
 		defer seq.Unlock()
 		next++
-		h.Publish(&chat.Message{ID: fmt.Sprint("id-", next), Room: room, Name: "n", Message: "m", SentAt: time.Now(), Seq: next})
+		h.Fanout(&chat.Message{ID: fmt.Sprint("id-", next), Room: room, Name: "n", Message: "m", SentAt: time.Now(), Seq: next})
 		return next
 	}
 	var fails sync.WaitGroup
@@ -398,7 +398,7 @@ func TestIdleRoomsLeave(t *testing.T) {
 		if i > 1 {
 			room = fmt.Sprint("idle-", i)
 		}
-		h.Publish(&chat.Message{ID: fmt.Sprint(i), Room: room, Name: "n", Message: "m", SentAt: time.Now(), Seq: uint64(i)})
+		h.Fanout(&chat.Message{ID: fmt.Sprint(i), Room: room, Name: "n", Message: "m", SentAt: time.Now(), Seq: uint64(i)})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for h.Rooms() > 1 {

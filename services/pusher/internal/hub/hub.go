@@ -12,7 +12,7 @@
 // client writes through a Transport (the transport package's socket).
 //
 // Lock order: Hub.mu → room.mu → Client.mu → the transport's write lock. Hub.mu takes a
-// room's lock only with TryLock (an eviction pass, budget.go), so it never waits on a room. The fan-out (Publish) holds a room's
+// room's lock only with TryLock (an eviction pass, budget.go), so it never waits on a room. The fan-out (Fanout) holds a room's
 // lock, takes each subscriber's client lock once, and only TryLocks the transport's write
 // lock (a non-blocking write, or the queue): it never waits on a socket.
 package hub
@@ -48,7 +48,7 @@ type Config struct {
 }
 
 // behindAfter: a message published longer ago than this is fanned out through the queues
-// only (see Publish). With a clock skew between the api and the pusher larger than this,
+// only (see Fanout). With a clock skew between the api and the pusher larger than this,
 // messages always take the queues: slower for sparse traffic, never wrong.
 const behindAfter = 10 * time.Millisecond
 
@@ -165,8 +165,8 @@ func (h *Hub) NewEpoch(epoch time.Time) {
 // Head is the highest stream seq the hub has handled.
 func (h *Hub) Head() uint64 { return h.head.Load() }
 
-// Publish fans m out to its room. The feed calls it in stream order.
-func (h *Hub) Publish(m *chat.Message) {
+// Fanout fans m out to its room. The feed calls it in stream order.
+func (h *Hub) Fanout(m *chat.Message) {
 	f := &frame{seq: m.Seq, raw: messageFrame(m)} // encoded once for every client
 	now := time.Now()
 	// Writing straight to quiet clients is the cheapest delivery for sparse traffic, but it

@@ -60,7 +60,7 @@ func newGateEnv(t *testing.T, gc GateConfig, mod func(*testConfig)) *gateEnv {
 // publish sends one message to room through the hub, as the feed would.
 func (e *gateEnv) publish(room, text string) uint64 {
 	seq := e.seq.Add(1)
-	e.hub.Publish(&chat.Message{ID: fmt.Sprintf("m%d", seq), Room: room, Name: "n", Message: text,
+	e.hub.Fanout(&chat.Message{ID: fmt.Sprintf("m%d", seq), Room: room, Name: "n", Message: text,
 		SentAt: time.Unix(1_700_000_000, 0).UTC(), Seq: seq})
 	return seq
 }

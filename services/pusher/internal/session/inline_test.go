@@ -12,7 +12,7 @@ import (
 )
 
 // These tests cover the fan-out's two delivery paths: a non-blocking write straight from
-// Publish to a quiet client, and the queue + writer for busy or slow ones (with partial
+// Fanout to a quiet client, and the queue + writer for busy or slow ones (with partial
 // writes whose tail the writer completes).
 
 func inlineHub(t testing.TB, cfg testConfig) (*hub.Hub, string) {
@@ -55,7 +55,7 @@ func expectSeqs(t *testing.T, conn *websocket.Conn, first, last uint64, text str
 
 func publishRange(h *hub.Hub, room string, first, last uint64, text string) {
 	for seq := first; seq <= last; seq++ {
-		h.Publish(&chat.Message{ID: "m" + string(rune('a'+seq%26)), Room: room, Name: "n", Message: text, SentAt: time.Now(), Seq: seq})
+		h.Fanout(&chat.Message{ID: "m" + string(rune('a'+seq%26)), Room: room, Name: "n", Message: text, SentAt: time.Now(), Seq: seq})
 	}
 }
 

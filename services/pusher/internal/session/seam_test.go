@@ -62,7 +62,7 @@ func TestResumeOnLaggingNodeSendsNothingTwice(t *testing.T) {
 	defer conn.Close()
 	waitSubscribed(t, reg)
 	for seq := uint64(1); seq <= 10; seq++ {
-		h.Publish(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: seq})
+		h.Fanout(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: seq})
 	}
 	got := readSeqs(t, conn, 5)
 	for i, seq := range got {
@@ -81,7 +81,7 @@ func TestSinceBeyondStreamIsLiveFromNow(t *testing.T) {
 	}
 	defer conn.Close()
 	waitSubscribed(t, reg)
-	h.Publish(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: 4})
+	h.Fanout(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: 4})
 	if got := readSeqs(t, conn, 1); got[0] != 4 {
 		t.Fatalf("got %v, want [4]", got)
 	}

@@ -33,7 +33,7 @@ func TestSubscribedSeqIsTheStreamsLatest(t *testing.T) {
 	}
 	waitSubscribed(t, reg)
 	for seq := uint64(1); seq <= 11; seq++ {
-		h.Publish(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: seq})
+		h.Fanout(&chat.Message{ID: "m", Room: "r", Name: "n", Message: "x", Seq: seq})
 	}
 	if got := readSeqs(t, conn, 1); got[0] != 11 {
 		t.Fatalf("first pushed seq %d, want 11 (seqs <= the subscribed seq are read from history)", got[0])
