@@ -46,6 +46,9 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("CHATLOAD_SOAK=%q: %v", long, err)
 		}
 		args = []string{"-soak", "-warmup", "20s", "-duration", d.String(), "-rate", "50", "-drain", "15s"}
+		// Abandoned rooms must leave the pushers' memory within the run for the heap check
+		// to mean something: a minute idle, not the default five.
+		pusherEnv = append(pusherEnv, "CHAT_ROOM_IDLE=1m")
 	} else {
 		pusherEnv = append(pusherEnv, "CHAT_WINDOW=256")
 	}
