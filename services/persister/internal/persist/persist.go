@@ -168,7 +168,12 @@ func (p *Persister) Run(ctx context.Context) error {
 			retry.reset()
 		}
 	})
-	return g.Wait()
+	err := g.Wait()
+	// Run may return before the AfterFunc above has run (it runs on its own goroutine
+	// once ctx is done, and stopTimer cancels it if it has not started): once Run has
+	// returned, the persister is draining whichever came first.
+	p.draining.Store(true)
+	return err
 }
 
 // consume reads batches from one message iterator until it fails or, after ctx is done,
