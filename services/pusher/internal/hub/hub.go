@@ -151,12 +151,7 @@ func New(cfg Config, start uint64, epoch time.Time, backlog Backlog, reg prometh
 // the epoch change is how clients learn that a gap may exist.
 func (h *Hub) NewEpoch(epoch time.Time) {
 	h.epoch.Store(chat.EpochID(epoch))
-	h.mu.Lock()
-	clients := make([]*Client, 0, len(h.clients))
-	for c := range h.clients {
-		clients = append(clients, c)
-	}
-	h.mu.Unlock()
+	clients := h.clientList()
 	for _, c := range clients {
 		c.Close(CloseServiceRestart, "stream recreated, resume with since")
 	}
@@ -235,14 +230,20 @@ func (h *Hub) Leave(c *Client) {
 	<-c.done
 }
 
-// QueueDepths sums the client queues and finds the longest.
-func (h *Hub) QueueDepths() (sum, longest int) {
+// clientList is a snapshot of the registered clients, to act on without Hub.mu.
+func (h *Hub) clientList() []*Client {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	clients := make([]*Client, 0, len(h.clients))
 	for c := range h.clients {
 		clients = append(clients, c)
 	}
-	h.mu.Unlock()
+	return clients
+}
+
+// QueueDepths sums the client queues and finds the longest.
+func (h *Hub) QueueDepths() (sum, longest int) {
+	clients := h.clientList()
 	for _, c := range clients {
 		n := c.queued()
 		sum += n
@@ -264,11 +265,8 @@ func (h *Hub) Connections() int {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing = true
-	clients := make([]*Client, 0, len(h.clients))
-	for c := range h.clients {
-		clients = append(clients, c)
-	}
 	h.mu.Unlock()
+	clients := h.clientList()
 	var step time.Duration
 	if len(clients) > 1 && h.cfg.CloseSpread > 0 {
 		step = h.cfg.CloseSpread / time.Duration(len(clients))
