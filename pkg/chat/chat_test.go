@@ -159,7 +159,7 @@ func TestNewMessageAndPayload(t *testing.T) {
 	}
 	back, err := FromStored(Stored{Subject: nm.Subject, MsgID: m.ID, Data: nm.Data, Seq: 3, Time: now.Add(time.Second)}, now)
 	m.Seq = 3
-	if err != nil || back != m {
+	if err != nil || !back.Equal(m) {
 		t.Fatalf("payload round trip: %+v, %v; want %+v", back, err, m)
 	}
 	if _, err := NewMessage(Post{Room: "bad room", Name: "a", Message: "b"}, now); err == nil {

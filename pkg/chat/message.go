@@ -21,6 +21,16 @@ type Message struct {
 	Message string    `json:"message"`
 	SentAt  time.Time `json:"sent_at"`
 	Seq     uint64    `json:"seq"`
+
+	// The message's changes (issue 11, change.go). For a message (Event == ""): its
+	// current state, as history shows it and the MongoDB tier of a resume sends it.
+	// For a change (Event != ""): Seq is the change's own seq, ID the changed message's,
+	// and only the changed part is set (Message and EditedAt for EventEdited, Reactions
+	// for EventReactions, nothing for EventDeleted).
+	Event     Event     `json:"-"`
+	EditedAt  time.Time `json:"-"` // zero: never edited
+	Deleted   bool      `json:"-"` // a tombstone: Name and Message are empty
+	Reactions Reactions `json:"-"` // emoji → who reacted (never sent: clients see counts)
 }
 
 // MarshalJSON encodes the message in its contract form (sent_at with exactly three
@@ -35,7 +45,12 @@ func (m Message) MarshalJSON() ([]byte, error) {
 // "type" field, which is how the pusher frames messages for websocket clients. It is the
 // one encoder of a message's fields: AppendPayload is its output without seq, so the
 // two encodings cannot drift apart.
+//
+// A change (m.Event != "") is encoded as its frame whatever typ says: see appendChange.
 func (m *Message) AppendJSON(dst []byte, typ string) []byte {
+	if m.Event != "" {
+		return m.appendChange(dst)
+	}
 	dst = append(dst, '{')
 	if typ != "" {
 		dst = append(dst, `"type":`...)
@@ -52,7 +67,9 @@ func (m *Message) AppendJSON(dst []byte, typ string) []byte {
 	dst = appendString(dst, m.Message)
 	dst = append(dst, `,"sent_at":"`...)
 	dst = m.SentAt.UTC().AppendFormat(dst, TimeLayout)
-	dst = append(dst, `","seq":`...)
+	dst = append(dst, '"')
+	dst = m.appendState(dst) // before seq: AppendPayload cuts the last field
+	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, m.Seq, 10)
 	return append(dst, '}')
 }

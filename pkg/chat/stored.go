@@ -89,8 +89,11 @@ type payload struct {
 
 // FromStored validates a stored payload and builds the message. epoch is the creation time
 // of the stream it came from. An *InvalidError means the payload can never be valid.
+//
+// A change (issue 11: published to chat.messages.<room>.<id token>) comes back as a
+// Message with Event set, Seq its own seq and ID the changed message's (change.go).
 func FromStored(s Stored, epoch time.Time) (Message, error) {
-	room, err := RoomFromSubject(s.Subject)
+	room, changeID, err := ParseSubject(s.Subject)
 	if err != nil {
 		return Message{}, invalid("%v", err)
 	}
@@ -100,6 +103,9 @@ func FromStored(s Stored, epoch time.Time) (Message, error) {
 	data := bytes.TrimSpace(s.Data)
 	if len(data) == 0 || data[0] != '{' {
 		return Message{}, invalid("payload is not a JSON object")
+	}
+	if changeID != "" {
+		return changeFromStored(s, data, room, changeID)
 	}
 	var p payload
 	if err := json.Unmarshal(data, &p); err != nil {

@@ -57,7 +57,7 @@ func TestInsertManyIsIdempotentAndPagesBySeq(t *testing.T) {
 	if err != nil || fmt.Sprint(seqs(rng)) != "[6 8]" {
 		t.Fatalf("range = %v, %v", seqs(rng), err)
 	}
-	if latest[2] != msgs[9] {
+	if !latest[2].Equal(msgs[9]) {
 		t.Fatalf("stored %+v, read back %+v", msgs[9], latest[2])
 	}
 	next, err := store.NextSeq(ctx)

@@ -62,7 +62,7 @@ func TestStoresValidMessages(t *testing.T) {
 		if exp.SentAt.IsZero() {
 			exp.SentAt = e.streamTime(t, exp.Seq)
 		}
-		if d != exp {
+		if !d.Equal(exp) {
 			t.Errorf("doc %d:\n got  %+v\n want %+v", i, d, exp)
 		}
 	}
