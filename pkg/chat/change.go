@@ -231,7 +231,7 @@ func changeFromStored(s Stored, data []byte, room, id string) (Message, error) {
 	if p.Room != nil && *p.Room != room {
 		return Message{}, invalid("room: %q does not match subject room %q", *p.Room, room)
 	}
-	m := Message{ID: id, Room: room, Seq: s.Seq, SentAt: NormalizeTime(s.Time), Event: Event(*p.Type)}
+	m := Message{ID: id, Room: room, Seq: s.Seq, Author: s.Author, SentAt: NormalizeTime(s.Time), Event: Event(*p.Type)}
 	var err error
 	switch m.Event {
 	case EventEdited:
@@ -415,7 +415,7 @@ func (m Message) WithState(s *State) Message {
 func (m Message) Equal(o Message) bool {
 	if m.ID != o.ID || m.Room != o.Room || m.Name != o.Name || m.Message != o.Message ||
 		!m.SentAt.Equal(o.SentAt) || m.Seq != o.Seq || m.Event != o.Event ||
-		!m.EditedAt.Equal(o.EditedAt) || m.Deleted != o.Deleted {
+		!m.EditedAt.Equal(o.EditedAt) || m.Deleted != o.Deleted || m.Author != o.Author {
 		return false
 	}
 	r1, r2 := m.Reactions, o.Reactions

@@ -27,6 +27,11 @@ type Message struct {
 	// For a change (Event != ""): Seq is the change's own seq, ID the changed message's,
 	// and only the changed part is set (Message and EditedAt for EventEdited, Reactions
 	// for EventReactions, nothing for EventDeleted).
+	// Author is who posted the message (Chat-Author, an AuthorID; "" unknown), or who
+	// made the change. It is kept in history for the api's checks and never sent to
+	// clients: no encoder here writes it.
+	Author string `json:"-"`
+
 	Event     Event     `json:"-"`
 	EditedAt  time.Time `json:"-"` // zero: never edited
 	Deleted   bool      `json:"-"` // a tombstone: Name and Message are empty

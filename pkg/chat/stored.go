@@ -117,7 +117,7 @@ func FromStored(s Stored, epoch time.Time) (Message, error) {
 	if p.Message == nil {
 		return Message{}, invalid("message: missing")
 	}
-	m := Message{Room: room, Seq: s.Seq}
+	m := Message{Room: room, Seq: s.Seq, Author: s.Author}
 	if m.Name, err = NormalizeName(*p.Name); err != nil {
 		return Message{}, invalid("%v", err)
 	}
