@@ -373,8 +373,15 @@ type State struct {
 // Apply applies change c (c.Event set) and reports whether it changed anything. Changes
 // may come in any order: each part keeps its newest change (highest seq), and a deletion
 // is final, so applying a set of changes in any order gives the same state.
+//
+// A message deleted more than once (a race, or another publisher) is deleted by its
+// first deletion: ContentSeq is the lowest deletion's seq in any order.
 func (s *State) Apply(c *Message) bool {
 	if s.Deleted {
+		if c.Event == EventDeleted && c.Seq < s.ContentSeq {
+			s.ContentSeq = c.Seq
+			return true
+		}
 		return false
 	}
 	switch c.Event {
@@ -384,7 +391,7 @@ func (s *State) Apply(c *Message) bool {
 		}
 		s.Message, s.EditedAt, s.ContentSeq = c.Message, c.EditedAt, c.Seq
 	case EventDeleted:
-		*s = State{Deleted: true, ContentSeq: c.Seq, ReactionsSeq: s.ReactionsSeq}
+		*s = State{Deleted: true, ContentSeq: c.Seq} // reactions go with it
 	case EventReactions:
 		if c.Seq <= s.ReactionsSeq {
 			return false
