@@ -3,6 +3,8 @@ package history
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/chatrt/chat/pkg/chat"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -25,12 +27,36 @@ import (
 // insert is retried by MongoDB itself (4.2+); FerretDB reports it as a duplicate key
 // instead, and then the whole (idempotent) bulk write is run again.
 
+// updates serializes the update bulk writes of every Store in this process (ApplyChanges
+// and InsertMany's merge). MongoDB applies an update to one document atomically, which is
+// all the guards above need. FerretDB v1 (the tests' and the all-in-one's store) does not:
+// it reads the document, computes the update and writes the whole document back, so two
+// updates of one document at once can lose one. Writers that share a process (the tests'
+// persister replicas, the all-in-one) therefore take turns; a persister writes one batch at
+// a time anyway, so in production this costs nothing. Writers in separate processes on
+// FerretDB remain exposed; on MongoDB they are safe.
+var updates sync.Mutex
+
+// bulkUpdate runs one ordered bulk write of updates, in turn with the others.
+func (s *Store) bulkUpdate(ctx context.Context, models []mongo.WriteModel) error {
+	updates.Lock()
+	defer updates.Unlock()
+	_, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true))
+	return err
+}
+
 // maxChangeAttempts bounds the bulk writes of one ApplyChanges call that lost an
 // upsert race.
 const maxChangeAttempts = 4
 
+// maxBulk is the most updates sent in one bulk write. FerretDB (the tests' and the
+// all-in-one's store) keeps an SQLite connection per matched update until its command
+// ends, out of a pool of 100: a command of about 100 updates then waits for a connection
+// forever. Changes are rare enough that a batch seldom needs more than one.
+const maxBulk = 32
+
 // ApplyChanges applies changes (each with Event set, Seq its own seq, ID and Room the
-// changed message's) with one ordered bulk write. A change applies to the message with
+// changed message's) with one ordered bulk write (per maxBulk updates). A change applies to the message with
 // its id in its room; a change whose id is stored in another room is ignored. Applying
 // changes in any order, in any batches, more than once, or from two writers at once
 // gives the state of applying them all with chat.State.Apply.
@@ -64,16 +90,19 @@ func (s *Store) ApplyChanges(ctx context.Context, changes []chat.Message) error 
 	for _, k := range order {
 		models = append(models, changeModels(k.room, k.id, folded[k])...)
 	}
-	for attempt := 1; ; attempt++ {
-		_, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true))
-		if err == nil {
-			return nil
-		}
-		if _, dup := duplicates(err); !dup || attempt == maxChangeAttempts {
-			return fmt.Errorf("apply %d changes to %d messages (first seq %d): %w",
-				len(changes), len(order), changes[0].Seq, err)
+	for chunk := range slices.Chunk(models, maxBulk) {
+		for attempt := 1; ; attempt++ {
+			err := s.bulkUpdate(ctx, chunk)
+			if err == nil {
+				break
+			}
+			if _, dup := duplicates(err); !dup || attempt == maxChangeAttempts {
+				return fmt.Errorf("apply %d changes to %d messages (first seq %d): %w",
+					len(changes), len(order), changes[0].Seq, err)
+			}
 		}
 	}
+	return nil
 }
 
 // changeModels are the updates that merge state st (the fold of some changes of message

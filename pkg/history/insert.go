@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/chatrt/chat/pkg/chat"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -63,8 +64,10 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 		if len(models) == 0 {
 			return nil
 		}
-		if _, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true)); err != nil {
-			return fmt.Errorf("merge %d stored ids (first %s): %w", len(ids), ids[0], err)
+		for chunk := range slices.Chunk(models, maxBulk) {
+			if err := s.bulkUpdate(ctx, chunk); err != nil {
+				return fmt.Errorf("merge %d stored ids (first %s): %w", len(ids), ids[0], err)
+			}
 		}
 	}
 	return fmt.Errorf("merge %d stored ids (first %s): still contended after %d rounds", len(ids), ids[0], maxMergeAttempts)

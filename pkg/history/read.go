@@ -23,10 +23,11 @@ var ErrNotFound = errors.New("message not found")
 // (the part seqs the api continues from). ErrNotFound when it is not stored in room (a
 // partial document, changes whose message is not stored yet, does not count).
 func (s *Store) Get(ctx context.Context, room, id string) (chat.Message, chat.State, error) {
+	// A filter on _id alone, room and seq checked here: FerretDB runs only such a filter
+	// as an SQL lookup (any other is a scan of the collection).
 	var d doc
-	err := s.coll.FindOne(ctx, bson.D{{Key: fID, Value: id}, {Key: fRoom, Value: room},
-		{Key: fSeq, Value: bson.D{{Key: "$gt", Value: 0}}}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	err := s.coll.FindOne(ctx, bson.D{{Key: fID, Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && (d.Room != room || d.Seq <= 0)) {
 		return chat.Message{}, chat.State{}, ErrNotFound
 	}
 	if err != nil {
