@@ -18,8 +18,11 @@ import (
 )
 
 // scenario is one message and changes to it, and what chat.State.Apply makes of them.
+// A message may be stored twice in the stream (copies): the one with the lowest seq is
+// the message.
 type scenario struct {
 	msg     chat.Message
+	copies  []chat.Message // msg's other copies, higher seqs
 	changes []chat.Message
 	want    chat.State
 }
@@ -62,9 +65,11 @@ func newScenarios(rng *rand.Rand, room string, n int) []scenario {
 	at := chat.NormalizeTime(time.Now())
 	total := 0
 	counts := make([]int, n)
+	copies := make([]int, n)
 	for i := range counts {
 		counts[i] = 1 + rng.IntN(8)
-		total += 1 + counts[i]
+		copies[i] = max(0, rng.IntN(6)-3) // a quarter have another copy or two
+		total += 1 + copies[i] + counts[i]
 	}
 	seqs := rng.Perm(total)
 	next := func() uint64 { s := seqs[0]; seqs = seqs[1:]; return uint64(s + 1) }
@@ -73,6 +78,15 @@ func newScenarios(rng *rand.Rand, room string, n int) []scenario {
 		sc := &out[i]
 		sc.msg = chat.Message{ID: fmt.Sprintf("%s-m%d", room, i), Room: room, Name: "name", Message: "original",
 			SentAt: at, Seq: next(), Author: "author-" + fmt.Sprint(i%3)}
+		for range copies[i] {
+			c := sc.msg
+			c.Seq = next()
+			c.Name, c.Message, c.Author, c.SentAt = fmt.Sprint("copy ", c.Seq), fmt.Sprint("copy ", c.Seq), "", at.Add(time.Second)
+			if c.Seq < sc.msg.Seq {
+				sc.msg, c = c, sc.msg
+			}
+			sc.copies = append(sc.copies, c)
+		}
 		for range counts[i] {
 			sc.changes = append(sc.changes, randomChange(rng, &sc.msg, next(), at))
 		}
@@ -88,6 +102,7 @@ func events(scs []scenario) []chat.Message {
 	var out []chat.Message
 	for _, sc := range scs {
 		out = append(out, sc.msg)
+		out = append(out, sc.copies...)
 		out = append(out, sc.changes...)
 	}
 	return out
