@@ -218,9 +218,9 @@ func TestChangesConvergeInAnyOrder(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 11))
-	for round := range 3 {
+	for round := range 2 {
 		room := fmt.Sprintf("r%d", round)
-		scs := newScenarios(rng, room, 15)
+		scs := newScenarios(rng, room, 12)
 		evs := events(scs)
 		// Exactly the messages inserted so far are visible, whatever changes came first.
 		inserted := map[string]bool{}
@@ -261,8 +261,8 @@ func TestConcurrentWritersConverge(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 12))
-	for round := range 3 {
-		scs := newScenarios(rng, fmt.Sprintf("c%d", round), 15)
+	for round := range 2 {
+		scs := newScenarios(rng, fmt.Sprintf("c%d", round), 12)
 		evs := events(scs)
 		var wg sync.WaitGroup
 		for i, store := range []*history.Store{a, b} {
