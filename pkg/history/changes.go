@@ -58,9 +58,8 @@ const maxBulk = 32
 // ApplyChanges applies changes (each with Event set, Seq its own seq, ID and Room the
 // changed message's) with one ordered bulk write (per maxBulk updates). A change applies
 // to the message with its id in its room; a change whose id is stored in another room is
-// ignored. Applying
-// changes in any order, in any batches, more than once, or from two writers at once
-// gives the state of applying them all with chat.State.Apply.
+// ignored. Applying changes in any order, in any batches, more than once, or from two
+// writers at once gives the state of applying them all with chat.State.Apply.
 func (s *Store) ApplyChanges(ctx context.Context, changes []chat.Message) error {
 	if len(changes) == 0 {
 		return nil
