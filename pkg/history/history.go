@@ -1,7 +1,10 @@
 // Package history is the MongoDB side of the contract: database "chat", collection
-// "messages", documents {_id, room, name, message, sent_at, seq}, a unique _id and an
-// index on (room, seq). The persister writes through it; the api reads history pages and
-// the pusher reads resumes older than the stream's window.
+// "messages", one document per message {_id, room, name, message, sent_at, seq, author}
+// with its state (issue 11: edited_at, deleted, content_seq, reactions, reactions_seq;
+// doc.go), a unique _id and indexes on (room, seq), (room, content_seq) and
+// (room, reactions_seq). The persister writes messages (insert.go) and their changes
+// (changes.go) through it; the api reads history pages and single messages, and the
+// pusher reads resumes older than the stream's window (read.go).
 package history
 
 import (
@@ -10,7 +13,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/chatrt/chat/pkg/chat"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -65,151 +67,21 @@ func New(client *mongo.Client) *Store {
 // Ping checks that MongoDB answers (for /readyz).
 func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx, nil) }
 
-// EnsureIndexes creates the (room, seq) index. _id is unique by definition.
+// EnsureIndexes creates the indexes: (room, seq) for pages and resumes, (room,
+// content_seq) and (room, reactions_seq) for the changes a resume from MongoDB sends.
+// _id is unique by definition.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}},
-		Options: options.Index().SetName("room_seq"),
-	})
-	if err != nil {
-		return fmt.Errorf("create index room_seq: %w", err)
+	for _, field := range []string{fSeq, fContentSeq, fReactionsSeq} {
+		name := "room_" + field
+		_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+			Keys:    bson.D{{Key: fRoom, Value: 1}, {Key: field, Value: 1}},
+			Options: options.Index().SetName(name),
+		})
+		if err != nil {
+			return fmt.Errorf("create index %s: %w", name, err)
+		}
 	}
 	return nil
-}
-
-type doc struct {
-	ID      string    `bson:"_id"`
-	Room    string    `bson:"room"`
-	Name    string    `bson:"name"`
-	Message string    `bson:"message"`
-	SentAt  time.Time `bson:"sent_at"`
-	Seq     int64     `bson:"seq"`
-}
-
-func toDoc(m *chat.Message) doc {
-	return doc{ID: m.ID, Room: m.Room, Name: m.Name, Message: m.Message, SentAt: m.SentAt, Seq: int64(m.Seq)}
-}
-
-func (d *doc) message() chat.Message {
-	return chat.Message{ID: d.ID, Room: d.Room, Name: d.Name, Message: d.Message, SentAt: chat.NormalizeTime(d.SentAt), Seq: uint64(d.Seq)}
-}
-
-// InsertMany stores msgs with one unordered bulk insert. An id stored more than once in
-// the stream (published without Nats-Msg-Id, or again after the duplicate window) is one
-// message: the copy with the lowest seq, whatever order the copies are written in. So a
-// message whose id is already stored replaces the stored copy only if its seq is lower
-// (one query for the stored seqs, and one unordered bulk write if any is lower);
-// otherwise it is skipped. Redelivered batches are idempotent.
-func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	docs := make([]doc, len(msgs))
-	for i := range msgs {
-		docs[i] = toDoc(&msgs[i])
-	}
-	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err == nil {
-		return nil
-	}
-	dups, ok := duplicates(err)
-	if !ok {
-		return fmt.Errorf("insert %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
-	}
-	// Usually a redelivery: the stored copies are these very ones. Read the stored seqs
-	// (one indexed query) and replace only the copies stored with a higher seq; the
-	// replace is conditional, so a concurrent writer cannot make it keep a higher one.
-	ids := make([]string, len(dups))
-	for k, i := range dups {
-		ids[k] = docs[i].ID
-	}
-	stored, err := s.Seqs(ctx, ids)
-	if err != nil {
-		return fmt.Errorf("keep the lowest seq of %d stored ids (first %s): %w", len(dups), ids[0], err)
-	}
-	var models []mongo.WriteModel
-	for _, i := range dups {
-		d := &docs[i]
-		if seq, ok := stored[d.ID]; ok && seq <= uint64(d.Seq) {
-			continue
-		}
-		models = append(models, mongo.NewReplaceOneModel().
-			SetFilter(bson.D{{Key: "_id", Value: d.ID}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: d.Seq}}}}).
-			SetReplacement(d))
-	}
-	if len(models) == 0 {
-		return nil
-	}
-	if _, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-		return fmt.Errorf("keep the lowest seq of %d stored ids (first %s): %w", len(models), ids[0], err)
-	}
-	return nil
-}
-
-// duplicates returns the indexes of the documents an insert refused as duplicate keys;
-// false if it failed for any other reason.
-func duplicates(err error) ([]int, bool) {
-	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		return nil, false
-	}
-	idx := make([]int, 0, len(bwe.WriteErrors))
-	for _, we := range bwe.WriteErrors {
-		if we.Code != 11000 {
-			return nil, false
-		}
-		idx = append(idx, we.Index)
-	}
-	return idx, true
-}
-
-// Seqs returns the stored seq of each of ids that is stored (one query). The pushers
-// ask it to tell whether a message is a later copy of a stored one.
-func (s *Store) Seqs(ctx context.Context, ids []string) (map[string]uint64, error) {
-	out := make(map[string]uint64, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	cur, err := s.coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(bson.D{{Key: "seq", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("find %d ids: %w", len(ids), err)
-	}
-	var docs []struct {
-		ID  string `bson:"_id"`
-		Seq int64  `bson:"seq"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("read %d ids: %w", len(ids), err)
-	}
-	for _, d := range docs {
-		out[d.ID] = uint64(d.Seq)
-	}
-	return out, nil
-}
-
-// Latest returns the newest limit messages of room, oldest first.
-func (s *Store) Latest(ctx context.Context, room string, limit int) ([]chat.Message, error) {
-	return s.find(ctx, bson.D{{Key: "room", Value: room}}, -1, limit, true)
-}
-
-// Before returns the limit messages of room just before seq, oldest first.
-func (s *Store) Before(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error) {
-	f := bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$lt", Value: int64(seq)}}}}
-	return s.find(ctx, f, -1, limit, true)
-}
-
-// After returns the limit messages of room just after seq, oldest first.
-func (s *Store) After(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error) {
-	f := bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: int64(seq)}}}}
-	return s.find(ctx, f, 1, limit, false)
-}
-
-// Range returns room's messages with from < seq < to, oldest first, at most limit of them.
-func (s *Store) Range(ctx context.Context, room string, from, to uint64, limit int) ([]chat.Message, error) {
-	f := bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{
-		{Key: "$gt", Value: int64(from)}, {Key: "$lt", Value: int64(to)}}}}
-	return s.find(ctx, f, 1, limit, false)
 }
 
 // SeqMargin is how far a recreated stream's first seq lies beyond the highest seq in
@@ -221,7 +93,8 @@ const SeqMargin = 1_000_000
 // highest stored seq + 1 + SeqMargin. Pass it as chat.StreamOptions.NextSeq.
 func (s *Store) NextSeq(ctx context.Context) (uint64, error) {
 	var d doc
-	err := s.coll.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}})).Decode(&d)
+	err := s.coll.FindOne(ctx, bson.D{{Key: fSeq, Value: bson.D{{Key: "$gt", Value: 0}}}},
+		options.FindOne().SetSort(bson.D{{Key: fSeq, Value: -1}})).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return 1, nil
 	}
@@ -231,28 +104,7 @@ func (s *Store) NextSeq(ctx context.Context) (uint64, error) {
 	return uint64(d.Seq) + 1 + SeqMargin, nil
 }
 
-// Count returns how many messages room has (tests and tools).
+// Count returns how many messages room has, tombstones included (tests and tools).
 func (s *Store) Count(ctx context.Context, room string) (int64, error) {
-	return s.coll.CountDocuments(ctx, bson.D{{Key: "room", Value: room}})
-}
-
-func (s *Store) find(ctx context.Context, filter bson.D, dir, limit int, reverse bool) ([]chat.Message, error) {
-	opts := options.Find().SetSort(bson.D{{Key: "seq", Value: dir}}).SetLimit(int64(limit))
-	cur, err := s.coll.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("find messages: %w", err)
-	}
-	var docs []doc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("read messages: %w", err)
-	}
-	out := make([]chat.Message, len(docs))
-	for i := range docs {
-		j := i
-		if reverse {
-			j = len(docs) - 1 - i
-		}
-		out[j] = docs[i].message()
-	}
-	return out, nil
+	return s.coll.CountDocuments(ctx, bson.D{{Key: fRoom, Value: room}, {Key: fSeq, Value: bson.D{{Key: "$gt", Value: 0}}}})
 }

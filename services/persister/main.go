@@ -1,4 +1,5 @@
-// Command persister stores the chat messages published on the CHAT stream in MongoDB.
+// Command persister stores the chat messages published on the CHAT stream, and their
+// changes, in MongoDB.
 // Configuration is read from the environment (CHAT_*, see app.Config).
 package main
 

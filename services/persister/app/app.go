@@ -1,5 +1,6 @@
 // Package app is the persister service: it stores every chat message published on the
-// CHAT stream in MongoDB, exactly once per id, and dead-letters invalid payloads. It has
+// CHAT stream in MongoDB, exactly once per id, applies the changes to them (edits,
+// deletions, reactions) in any order, and dead-letters invalid payloads. It has
 // the shape shared by all services (Config, Deps, New, Handler, Run) so that the
 // all-in-one command can compose it with the others in one process.
 package app

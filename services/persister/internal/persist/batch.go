@@ -32,8 +32,9 @@ type item struct {
 }
 
 // process handles one batch: decode every message, dead-letter the invalid ones while
-// the valid ones are written with one insert, then settle each message. It returns the
-// write error, if any, so the caller can back off.
+// the valid ones are written (messages with one insert, changes with one bulk write),
+// then settle each message. It returns the write errors, if any, so the caller can back
+// off.
 func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 	p.met.batchSize.Observe(float64(len(msgs)))
 	items := make([]item, len(msgs))
@@ -51,20 +52,19 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 			p.met.redeliveries.Inc()
 		}
 		it.stored = chat.StoredWithMetadata(jm, md)
-		needEpoch = needEpoch || it.stored.MsgID == ""
+		needEpoch = needEpoch || needsEpoch(&it.stored)
 	}
 	// Only messages without Nats-Msg-Id may need a derived id, hence the epoch.
 	prev, cur, epochErr := p.epochs(ctx, needEpoch)
 
-	valid := make([]chat.Message, 0, len(msgs))
-	validIdx := make([]int, 0, len(msgs))
+	var w writes
 	var invalid []int
 	for i := range items {
 		it := &items[i]
 		if it.err != nil {
 			continue
 		}
-		if it.stored.MsgID == "" && epochErr != nil {
+		if epochErr != nil && needsEpoch(&it.stored) {
 			it.err = epochErr
 			continue
 		}
@@ -72,8 +72,7 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 		m, err := chat.FromStored(it.stored, it.epoch)
 		switch {
 		case err == nil:
-			valid = append(valid, m)
-			validIdx = append(validIdx, i)
+			w.add(m, i)
 		case chat.IsInvalid(err):
 			it.err = err
 			invalid = append(invalid, i)
@@ -90,18 +89,21 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 			items[i].err = p.deadLetter(ctx, &items[i].stored, items[i].epoch, items[i].err)
 		}
 	}()
-	werr := p.write(ctx, valid)
-	if werr == nil {
-		// Lag per stored message: JetStream's storage time to the insert completing.
-		now := time.Now()
-		for _, i := range validIdx {
-			p.met.lagSeconds.Observe(now.Sub(items[i].stored.Time).Seconds())
+	msgErr, changeErr := p.write(ctx, &w)
+	// Lag per stored event: JetStream's storage time to its write completing.
+	for _, kind := range []struct {
+		idx  []int
+		err  error
+		done time.Time
+	}{{w.msgIdx, msgErr, w.msgsDone}, {w.changeIdx, changeErr, w.changesDone}} {
+		for _, i := range kind.idx {
+			items[i].err = kind.err
+			if kind.err == nil {
+				p.met.lagSeconds.Observe(kind.done.Sub(items[i].stored.Time).Seconds())
+			}
 		}
 	}
 	<-dlDone
-	for _, i := range validIdx {
-		items[i].err = werr
-	}
 
 	var failed int
 	var ackErr error
@@ -120,27 +122,68 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 		p.met.errors.Inc()
 		p.log.Warn("settle batch", "messages", len(items), "failed", failed, "error", ackErr)
 	}
-	return werr
+	return errors.Join(msgErr, changeErr)
 }
 
-// write stores the valid messages of a batch with one unordered insert.
-func (p *Persister) write(ctx context.Context, msgs []chat.Message) error {
-	if len(msgs) == 0 {
-		return nil
+// needsEpoch reports whether s may need the epoch to become a message: a message
+// without Nats-Msg-Id (its id may be derived). Changes name their message's id.
+func needsEpoch(s *chat.Stored) bool {
+	if s.MsgID != "" {
+		return false
+	}
+	_, changeID, err := chat.ParseSubject(s.Subject)
+	return err != nil || changeID == ""
+}
+
+// writes are a batch's valid messages and changes, with their items' indexes.
+type writes struct {
+	msgs, changes         []chat.Message
+	msgIdx, changeIdx     []int
+	msgsDone, changesDone time.Time // when each write completed
+}
+
+func (w *writes) add(m chat.Message, i int) {
+	if m.Event == "" {
+		w.msgs, w.msgIdx = append(w.msgs, m), append(w.msgIdx, i)
+	} else {
+		w.changes, w.changeIdx = append(w.changes, m), append(w.changeIdx, i)
+	}
+}
+
+// write stores a batch's messages with one unordered insert, then applies its changes
+// with one bulk write, both within one write timeout. Either may fail alone: the events
+// of the other are then acked.
+func (p *Persister) write(ctx context.Context, w *writes) (msgErr, changeErr error) {
+	if len(w.msgs)+len(w.changes) == 0 {
+		return nil, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
 	defer cancel()
 	start := time.Now()
-	err := p.w.InsertMany(wctx, msgs)
-	p.met.writeSeconds.Observe(time.Since(start).Seconds())
-	if err != nil {
-		p.met.errors.Inc()
-		p.log.Error("write batch; will retry", "messages", len(msgs),
-			"first_seq", msgs[0].Seq, "error", err)
-		return fmt.Errorf("write batch: %w", err)
+	if len(w.msgs) > 0 {
+		if err := p.w.InsertMany(wctx, w.msgs); err != nil {
+			p.met.errors.Inc()
+			p.log.Error("write batch; will retry", "messages", len(w.msgs),
+				"first_seq", w.msgs[0].Seq, "error", err)
+			msgErr = fmt.Errorf("write batch: %w", err)
+		} else {
+			p.met.stored.Add(float64(len(w.msgs)))
+		}
+		w.msgsDone = time.Now()
 	}
-	p.met.stored.Add(float64(len(msgs)))
-	return nil
+	if len(w.changes) > 0 {
+		if err := p.w.ApplyChanges(wctx, w.changes); err != nil {
+			p.met.errors.Inc()
+			p.log.Error("apply changes; will retry", "changes", len(w.changes),
+				"first_seq", w.changes[0].Seq, "error", err)
+			changeErr = fmt.Errorf("apply changes: %w", err)
+		} else {
+			p.met.changes.Add(float64(len(w.changes)))
+		}
+		w.changesDone = time.Now()
+	}
+	p.met.writeSeconds.Observe(time.Since(start).Seconds())
+	return msgErr, changeErr
 }
 
 // deadLetter republishes an invalid payload, unchanged, to chat.deadletter and waits for

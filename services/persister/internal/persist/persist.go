@@ -1,9 +1,12 @@
-// Package persist moves chat messages from the CHAT stream into MongoDB. Every replica
-// pulls from one shared durable consumer, collects batches, writes each batch with one
-// unordered insert (idempotent: a message already stored is skipped; of two stream
-// copies of one id, the one with the lowest seq is kept), and acknowledges a
-// message only after its batch is written. Invalid payloads are republished to the
-// dead-letter subject and terminated, so they never hold up the messages behind them.
+// Package persist moves chat messages and their changes (edits, deletions, reactions)
+// from the CHAT stream into MongoDB. Every replica pulls from one shared durable
+// consumer, collects batches, writes each batch's messages with one unordered insert
+// (idempotent: a message already stored is skipped; of two stream copies of one id, the
+// one with the lowest seq is kept) and its changes with one bulk write (idempotent and
+// order-independent, so two replicas may apply a message's changes in any order, even
+// before the message), and acknowledges an event only after it is written. Invalid
+// payloads are republished to the dead-letter subject and terminated, so they never hold
+// up the events behind them.
 package persist
 
 import (
@@ -25,11 +28,14 @@ import (
 // ConsumerName is the durable pull consumer on CHAT that all persister replicas share.
 const ConsumerName = "persister"
 
-// Writer stores a batch of messages. Messages already stored must count as success; an
-// id stored again with a lower seq must replace the stored copy (the lowest seq is the
-// message). *history.Store implements it.
+// Writer stores a batch's messages and applies its changes (edits, deletions, reactions).
+// Messages already stored must count as success; an id stored again with a lower seq
+// must replace the stored copy (the lowest seq is the message). Changes must apply
+// idempotently and in any order, also before their message is stored.
+// *history.Store implements it.
 type Writer interface {
 	InsertMany(ctx context.Context, msgs []chat.Message) error
+	ApplyChanges(ctx context.Context, changes []chat.Message) error
 }
 
 // Config tunes the persister. Zero values take the defaults documented on each field.

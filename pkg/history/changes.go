@@ -1,0 +1,157 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// How changes are written (issue 11). A message's state has two parts, content (edited or
+// deleted; content_seq) and reactions (reactions_seq), and each keeps its newest change,
+// a deletion being final (chat.State.Apply). Every write below is one update of one
+// document whose filter holds its guard ("this part's seq is older", "not deleted"), so
+// in MongoDB, where an update of one document is atomic, changes applied in any order,
+// twice, or by two writers at once end in the state chat.State.Apply gives.
+//
+// A change may reach MongoDB before its message (two persister replicas). So each
+// message a call changes is first upserted with a filter on _id alone, which only
+// creates {_id, room} when there is no document yet (a partial document: no seq, never
+// read); the guarded updates then never upsert, and so never fail on a duplicate key
+// because a guard did not hold. An upsert on _id alone that races another writer's
+// insert is retried by MongoDB itself (4.2+); FerretDB reports it as a duplicate key
+// instead, and then the whole (idempotent) bulk write is run again.
+
+// updates serializes the update bulk writes of every Store in this process (ApplyChanges
+// and InsertMany's merge). MongoDB applies an update to one document atomically, which is
+// all the guards above need. FerretDB v1 (the tests' and the all-in-one's store) does not:
+// it reads the document, computes the update and writes the whole document back, so two
+// updates of one document at once can lose one. Writers that share a process (the tests'
+// persister replicas, the all-in-one) therefore take turns; a persister writes one batch at
+// a time anyway, so in production this costs nothing. Writers in separate processes on
+// FerretDB remain exposed; on MongoDB they are safe.
+var updates sync.Mutex
+
+// bulkUpdate runs one ordered bulk write of updates, in turn with the others.
+func (s *Store) bulkUpdate(ctx context.Context, models []mongo.WriteModel) error {
+	updates.Lock()
+	defer updates.Unlock()
+	_, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true))
+	return err
+}
+
+// maxChangeAttempts bounds the bulk writes of one ApplyChanges call that lost an
+// upsert race.
+const maxChangeAttempts = 4
+
+// maxBulk is the most updates sent in one bulk write. FerretDB (the tests' and the
+// all-in-one's store) keeps an SQLite connection per matched update until its command
+// ends, out of a pool of 100: a command of about 100 updates then waits for a connection
+// forever. Changes are rare enough that a batch seldom needs more than one.
+const maxBulk = 32
+
+// ApplyChanges applies changes (each with Event set, Seq its own seq, ID and Room the
+// changed message's) with one ordered bulk write (per maxBulk updates). A change applies
+// to the message with its id in its room; a change whose id is stored in another room is
+// ignored. Applying changes in any order, in any batches, more than once, or from two
+// writers at once gives the state of applying them all with chat.State.Apply.
+func (s *Store) ApplyChanges(ctx context.Context, changes []chat.Message) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	// Fold the changes of each message: fewer updates, and the same result, since a
+	// part's newest change alone gives its state.
+	type key struct{ room, id string }
+	folded := make(map[key]*chat.State, len(changes))
+	order := make([]key, 0, len(changes))
+	for i := range changes {
+		c := &changes[i]
+		switch {
+		case c.Event != chat.EventEdited && c.Event != chat.EventDeleted && c.Event != chat.EventReactions:
+			return fmt.Errorf("apply changes: seq %d (id %q) is not a change (event %q)", c.Seq, c.ID, c.Event)
+		case c.Seq == 0 || c.ID == "" || c.Room == "":
+			return fmt.Errorf("apply changes: change of id %q in room %q with seq %d", c.ID, c.Room, c.Seq)
+		}
+		k := key{c.Room, c.ID}
+		st, ok := folded[k]
+		if !ok {
+			st = &chat.State{}
+			folded[k] = st
+			order = append(order, k)
+		}
+		st.Apply(c)
+	}
+	models := make([]mongo.WriteModel, 0, 3*len(order))
+	for _, k := range order {
+		models = append(models, changeModels(k.room, k.id, folded[k])...)
+	}
+	for chunk := range slices.Chunk(models, maxBulk) {
+		for attempt := 1; ; attempt++ {
+			err := s.bulkUpdate(ctx, chunk)
+			if err == nil {
+				break
+			}
+			if _, dup := duplicates(err); !dup || attempt == maxChangeAttempts {
+				return fmt.Errorf("apply %d changes to %d messages (first seq %d): %w",
+					len(changes), len(order), changes[0].Seq, err)
+			}
+		}
+	}
+	return nil
+}
+
+// changeModels are the updates that merge state st (the fold of some changes of message
+// id in room) into its document: the upsert that makes sure the document exists, then one
+// guarded update per part.
+func changeModels(room, id string, st *chat.State) []mongo.WriteModel {
+	ensure := mongo.NewUpdateOneModel().
+		SetFilter(bson.D{{Key: fID, Value: id}}).
+		SetUpdate(bson.D{{Key: "$setOnInsert", Value: bson.D{{Key: fRoom, Value: room}}}}).
+		SetUpsert(true)
+	models := []mongo.WriteModel{ensure}
+	notDeleted := bson.E{Key: fDeleted, Value: bson.D{{Key: "$ne", Value: true}}}
+	// olderThan matches a part seq below seq, or none at all.
+	olderThan := func(field string, seq uint64) bson.E {
+		return bson.E{Key: field, Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$gte", Value: int64(seq)}}}}}
+	}
+	if st.Deleted {
+		// A deletion wins over any edit and takes the reactions with it...
+		models = append(models, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: fID, Value: id}, {Key: fRoom, Value: room}, notDeleted}).
+			SetUpdate(bson.D{
+				{Key: "$set", Value: bson.D{
+					{Key: fDeleted, Value: true}, {Key: fName, Value: ""}, {Key: fMessage, Value: ""},
+					{Key: fContentSeq, Value: int64(st.ContentSeq)}}},
+				{Key: "$unset", Value: bson.D{
+					{Key: fEditedAt, Value: ""}, {Key: fReactions, Value: ""}, {Key: fReactionsSeq, Value: ""}}},
+			}))
+		// ...and of several deletions the first (lowest seq) is the one.
+		models = append(models, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: fID, Value: id}, {Key: fRoom, Value: room}, {Key: fDeleted, Value: true},
+				{Key: fContentSeq, Value: bson.D{{Key: "$gt", Value: int64(st.ContentSeq)}}}}).
+			SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: fContentSeq, Value: int64(st.ContentSeq)}}}}))
+		return models
+	}
+	if st.ContentSeq > 0 {
+		models = append(models, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: fID, Value: id}, {Key: fRoom, Value: room}, notDeleted,
+				olderThan(fContentSeq, st.ContentSeq)}).
+			SetUpdate(bson.D{{Key: "$set", Value: bson.D{
+				{Key: fMessage, Value: st.Message}, {Key: fEditedAt, Value: st.EditedAt},
+				{Key: fContentSeq, Value: int64(st.ContentSeq)}}}}))
+	}
+	if st.ReactionsSeq > 0 {
+		models = append(models, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: fID, Value: id}, {Key: fRoom, Value: room}, notDeleted,
+				olderThan(fReactionsSeq, st.ReactionsSeq)}).
+			SetUpdate(bson.D{{Key: "$set", Value: bson.D{
+				{Key: fReactions, Value: toStored(st.Reactions)},
+				{Key: fReactionsSeq, Value: int64(st.ReactionsSeq)}}}}))
+	}
+	return models
+}

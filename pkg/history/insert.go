@@ -1,0 +1,172 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/chatrt/chat/pkg/chat"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// maxMergeAttempts bounds the rounds of InsertMany's merge into stored documents.
+const maxMergeAttempts = 5
+
+// InsertMany stores msgs (messages, not changes) with one unordered bulk insert.
+//
+// An id stored more than once in the stream (published without Nats-Msg-Id, or again
+// after the duplicate window) is one message: the copy with the lowest seq, whatever
+// order the copies are written in. And a message whose changes reached MongoDB first
+// finds a partial document (no seq) holding their state. So for the ids the insert
+// found stored, InsertMany reads their seqs (one indexed query) and merges each copy
+// whose seq is lower than the stored one, or that finds a partial document: its
+// fields replace the stored ones and the state stays (a deleted message stays a
+// tombstone, an edited one keeps its text). Redelivered batches are idempotent, and cost
+// the insert and that one query.
+func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	docs := make([]doc, len(msgs))
+	for i := range msgs {
+		docs[i] = toDoc(&msgs[i])
+	}
+	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return nil
+	}
+	dups, ok := duplicates(err)
+	if !ok {
+		return fmt.Errorf("insert %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
+	}
+	ids := make([]string, len(dups))
+	for k, i := range dups {
+		ids[k] = docs[i].ID
+	}
+	// Each round merges the copies that the stored seqs (read afresh) say should win;
+	// the next round's read checks that they did. Only writers racing on the same id
+	// (another copy, in another room) make a second merge necessary.
+	for range maxMergeAttempts {
+		stored, err := s.storedSeqs(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("merge %d stored ids (first %s): %w", len(ids), ids[0], err)
+		}
+		var models []mongo.WriteModel
+		for _, i := range dups {
+			d := &docs[i]
+			if seq, ok := stored[d.ID]; ok && (seq == 0 || seq > d.Seq) {
+				models = append(models, mergeModels(d)...)
+			}
+		}
+		if len(models) == 0 {
+			return nil
+		}
+		for chunk := range slices.Chunk(models, maxBulk) {
+			if err := s.bulkUpdate(ctx, chunk); err != nil {
+				return fmt.Errorf("merge %d stored ids (first %s): %w", len(ids), ids[0], err)
+			}
+		}
+	}
+	return fmt.Errorf("merge %d stored ids (first %s): still contended after %d rounds", len(ids), ids[0], maxMergeAttempts)
+}
+
+// mergeModels write copy d over the stored document of its id if that has a higher seq or
+// none (a partial document), keeping the state. The state decides what d may set: all
+// its fields when nobody changed the content, all but its text once edited, neither name
+// nor text once deleted; and a document in another room (only changes to that room
+// reached it) takes d's fields and drops that state, since a change applies to a message
+// only in its own room. The four updates' filters are disjoint, and ordered as a
+// document can move between them (content: none → edited → deleted), so exactly one
+// applies unless another copy's merge intervenes (which InsertMany's next round
+// notices).
+func mergeModels(d *doc) []mongo.WriteModel {
+	wins := func(extra ...bson.E) bson.D {
+		return append(bson.D{{Key: fID, Value: d.ID},
+			{Key: fSeq, Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$lte", Value: d.Seq}}}}}}, extra...)
+	}
+	set := func(fields ...bson.E) bson.E {
+		return bson.E{Key: "$set", Value: append(bson.D{{Key: fSentAt, Value: d.SentAt}, {Key: fSeq, Value: d.Seq},
+			{Key: fAuthor, Value: d.Author}}, fields...)}
+	}
+	sameRoom := bson.E{Key: fRoom, Value: d.Room}
+	notDeleted := bson.E{Key: fDeleted, Value: bson.D{{Key: "$ne", Value: true}}}
+	name, text := bson.E{Key: fName, Value: d.Name}, bson.E{Key: fMessage, Value: d.Message}
+	return []mongo.WriteModel{
+		mongo.NewUpdateOneModel().
+			SetFilter(wins(bson.E{Key: fRoom, Value: bson.D{{Key: "$ne", Value: d.Room}}})).
+			SetUpdate(bson.D{set(sameRoom, name, text), {Key: "$unset", Value: bson.D{
+				{Key: fEditedAt, Value: ""}, {Key: fDeleted, Value: ""}, {Key: fContentSeq, Value: ""},
+				{Key: fReactions, Value: ""}, {Key: fReactionsSeq, Value: ""}}}}),
+		mongo.NewUpdateOneModel().
+			SetFilter(wins(sameRoom, notDeleted, bson.E{Key: fContentSeq, Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$gt", Value: 0}}}}})).
+			SetUpdate(bson.D{set(name, text)}),
+		mongo.NewUpdateOneModel().
+			SetFilter(wins(sameRoom, notDeleted, bson.E{Key: fContentSeq, Value: bson.D{{Key: "$gt", Value: 0}}})).
+			SetUpdate(bson.D{set(name)}),
+		mongo.NewUpdateOneModel().
+			SetFilter(wins(sameRoom, bson.E{Key: fDeleted, Value: true})).
+			SetUpdate(bson.D{set(bson.E{Key: fName, Value: ""}, bson.E{Key: fMessage, Value: ""})}),
+	}
+}
+
+// duplicates returns the indexes of the documents an insert refused as duplicate keys;
+// false if it failed for any other reason.
+func duplicates(err error) ([]int, bool) {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return nil, false
+	}
+	idx := make([]int, 0, len(bwe.WriteErrors))
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return nil, false
+		}
+		idx = append(idx, we.Index)
+	}
+	return idx, true
+}
+
+// storedSeqs returns the stored seq of each of ids that has a document: 0 for a partial
+// one.
+func (s *Store) storedSeqs(ctx context.Context, ids []string) (map[string]int64, error) {
+	cur, err := s.coll.Find(ctx, bson.D{{Key: fID, Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: fSeq, Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("find %d ids: %w", len(ids), err)
+	}
+	var docs []struct {
+		ID  string `bson:"_id"`
+		Seq int64  `bson:"seq"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read %d ids: %w", len(ids), err)
+	}
+	out := make(map[string]int64, len(docs))
+	for _, d := range docs {
+		out[d.ID] = d.Seq
+	}
+	return out, nil
+}
+
+// Seqs returns the stored seq of each of ids that is stored (one query); a partial
+// document (changes whose message is not stored yet) does not count. The pushers ask it
+// to tell whether a message is a later copy of a stored one.
+func (s *Store) Seqs(ctx context.Context, ids []string) (map[string]uint64, error) {
+	out := make(map[string]uint64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	stored, err := s.storedSeqs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, seq := range stored {
+		if seq > 0 {
+			out[id] = uint64(seq)
+		}
+	}
+	return out, nil
+}
