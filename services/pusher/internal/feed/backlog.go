@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
@@ -101,29 +102,67 @@ func (b *Backlog) Fetch(ctx context.Context, room string, after, upTo uint64, li
 	}
 }
 
-// fromStream reads with direct gets, one "next message on the room's subject" at a time.
+// fromStream reads the room's messages and the changes to them (each on its message's
+// subject, issue 11) with direct gets: one cursor per subject filter, the room's subject
+// and its changes' wildcard, each asking for "the next message on it after seq", merged
+// in seq order. Up to limit of them with after < seq <= upTo, and the seq through which
+// both subjects are covered.
 func (b *Backlog) fromStream(ctx context.Context, room string, after, upTo uint64, limit int) ([]chat.Message, uint64, error) {
-	subject := chat.Subject(room)
 	stream, epoch := b.src.Current()
+	curs := [2]cursor{{subject: chat.Subject(room)}, {subject: chat.ChangesWildcard(room)}}
+	// The first look-ups go out together: most rooms have no changes in most ranges, and
+	// a short resume then costs the round trips it cost before changes existed.
+	var wg sync.WaitGroup
+	for i := range curs {
+		wg.Add(1)
+		go func() { defer wg.Done(); curs[i].next(ctx, stream, after, upTo) }()
+	}
+	wg.Wait()
 	var msgs []chat.Message
 	seq := after
-	for len(msgs) < limit && seq < upTo {
-		raw, err := stream.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return msgs, upTo, nil
+	for {
+		c := &curs[0]
+		if curs[1].err != nil || c.raw == nil && c.err == nil ||
+			curs[1].raw != nil && c.raw != nil && curs[1].raw.Sequence < c.raw.Sequence {
+			c = &curs[1]
 		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("get %s after %d: %w", subject, seq, err)
+		if c.err != nil {
+			return nil, 0, c.err
 		}
-		if raw.Sequence > upTo {
-			return msgs, upTo, nil
+		if c.raw == nil {
+			return msgs, upTo, nil // both subjects done up to upTo
 		}
-		seq = raw.Sequence
-		m, err := chat.FromStored(chat.StoredFromRaw(raw), epoch)
-		if err != nil {
-			continue // invalid payloads are dead-lettered, never pushed
+		seq = c.raw.Sequence
+		m, err := chat.FromStored(chat.StoredFromRaw(c.raw), epoch)
+		if err == nil { // invalid payloads are dead-lettered, never pushed
+			msgs = append(msgs, m)
+			if len(msgs) == limit {
+				return msgs, seq, nil
+			}
 		}
-		msgs = append(msgs, m)
+		c.next(ctx, stream, seq, upTo)
 	}
-	return msgs, seq, nil
+}
+
+// cursor reads one subject filter forward. After next: raw is the first message on it
+// with after < seq <= upTo, nil when there is none; err when the get failed.
+type cursor struct {
+	subject string
+	raw     *jetstream.RawStreamMsg
+	err     error
+}
+
+func (c *cursor) next(ctx context.Context, stream jetstream.Stream, after, upTo uint64) {
+	c.raw = nil
+	if after >= upTo {
+		return
+	}
+	raw, err := stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(c.subject))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		c.err = fmt.Errorf("get %s after %d: %w", c.subject, after, err)
+	case raw.Sequence <= upTo:
+		c.raw = raw
+	}
 }
