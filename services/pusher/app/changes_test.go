@@ -119,17 +119,21 @@ func after(events []chat.Message, since uint64) []chat.Message {
 
 // Changes reach live subscribers as their frames, in the room's order with its messages;
 // invalid ones are never pushed and hold nothing up; and every resume (from the window,
-// from a window smaller than the range, from JetStream on a node started after the
-// events, in batches of every size) gets exactly the frames after its cursor, including
-// changes to messages older than the cursor.
+// from a window smaller than the range, from a node whose CHAT_WINDOW_BYTES trims the
+// windows, from JetStream on a node started after the events, in batches of every size)
+// gets exactly the frames after its cursor, including changes to messages older than
+// the cursor.
 func TestChangesLiveAndResumed(t *testing.T) {
 	e := newEnv(t, chat.DefaultStreamOptions())
 	big := e.startPusher(defaultConfig())
 	small := defaultConfig()
 	small.Window, small.ReplayBatch = 2, 1
 	tiny := e.startPusher(small)
+	starved := defaultConfig()
+	starved.WindowBytes = 2 << 10 // trims the windows of subscribed rooms to a frame or two
+	poor := e.startPusher(starved)
 	var lives []*client
-	for _, n := range []*node{big, tiny} {
+	for _, n := range []*node{big, tiny, poor} {
 		c := dial(t, n.url+"?room=r")
 		c.subscribed()
 		lives = append(lives, c)
@@ -210,12 +214,17 @@ func TestChangesLiveAndResumed(t *testing.T) {
 		cursors = append(cursors, ev.Seq-1, ev.Seq)
 	}
 	cursors = append(cursors, otherDel.Seq, events[len(events)-1].Seq+100) // another room's seq; beyond the stream
-	for _, n := range append([]*node{big, tiny}, late...) {
+	for _, n := range append([]*node{big, tiny, poor}, late...) {
 		for _, since := range cursors {
 			c := dial(t, fmt.Sprintf("%s?room=r&since=%d", n.url, since))
 			c.subscribed()
 			c.expectFrames(fmt.Sprintf("%s since %d", n.url, since), after(events, since))
 			c.conn.Close()
+		}
+	}
+	for _, n := range []*node{tiny, poor} {
+		if b := n.scrape(t, `chat_pusher_replays_total{source="backlog"}`); b < 10 {
+			t.Fatalf("%v resumes from the backlog on a node with a small window", b)
 		}
 	}
 	// And what comes next is live on every one of them, once.
