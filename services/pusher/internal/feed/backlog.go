@@ -12,8 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Backlog serves ranges of a room older than the hub's window: from JetStream while the
-// stream still holds them, from MongoDB below the stream's first sequence.
+// Backlog serves ranges of a room older than the hub's window, its messages and the
+// changes to them (chat.Message with Event set) in seq order: from JetStream while the
+// stream still holds them (the events themselves), from MongoDB below the stream's first
+// sequence (history.Store.Range: messages in their current state, and a change item per
+// changed part of an older message, carrying that part's current state and its seq).
 type Backlog struct {
 	src    *Source
 	store  *history.Store // nil: JetStream only
@@ -57,8 +60,8 @@ func (b *Backlog) streamLastSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// Fetch implements the hub's Backlog: up to max messages of room with after < seq <= upTo,
-// and the seq through which the range is covered.
+// Fetch implements the hub's Backlog: up to max messages and changes of room with
+// after < seq <= upTo, and the seq through which the range is covered.
 func (b *Backlog) Fetch(ctx context.Context, room string, after, upTo uint64, limit int) ([]chat.Message, uint64, error) {
 	for {
 		first, err := b.firstSeq(ctx)
