@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -110,15 +111,24 @@ func (b *Backlog) Fetch(ctx context.Context, room string, after, upTo uint64, li
 // and its changes' wildcard, each asking for "the next message on it after seq", merged
 // in seq order. Up to limit of them with after < seq <= upTo, and the seq through which
 // both subjects are covered.
+//
+// The changes' cursor stops at the room's newest change, read first (lastChange): asked
+// for the next message on a wildcard past the last match, the server walks the stream's
+// blocks to its end once the stream has more than 64K distinct subjects (every changed
+// message adds one), which would cost every resume of a room a scan of the whole rest of
+// the stream; the newest match it finds from its subject index instead.
 func (b *Backlog) fromStream(ctx context.Context, room string, after, upTo uint64, limit int) ([]chat.Message, uint64, error) {
 	stream, epoch := b.src.Current()
-	curs := [2]cursor{{subject: chat.Subject(room)}, {subject: chat.ChangesWildcard(room)}}
-	// The first look-ups go out together: most rooms have no changes in most ranges, and
-	// a short resume then costs the round trips it cost before changes existed.
+	curs := [2]cursor{{subject: chat.Subject(room), upTo: upTo}, {subject: chat.ChangesWildcard(room)}}
+	// The messages' first look-up and the changes' go out together.
 	var wg sync.WaitGroup
-	for i := range curs {
-		wg.Add(1)
-		go func() { defer wg.Done(); curs[i].next(ctx, stream, after, upTo) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); curs[0].next(ctx, stream, after) }()
+	if last, err := b.lastChange(ctx, room); err != nil {
+		curs[1].err = err
+	} else {
+		curs[1].upTo = min(last, upTo)
+		curs[1].next(ctx, stream, after)
 	}
 	wg.Wait()
 	var msgs []chat.Message
@@ -143,21 +153,22 @@ func (b *Backlog) fromStream(ctx context.Context, room string, after, upTo uint6
 				return msgs, seq, nil
 			}
 		}
-		c.next(ctx, stream, seq, upTo)
+		c.next(ctx, stream, seq)
 	}
 }
 
-// cursor reads one subject filter forward. After next: raw is the first message on it
-// with after < seq <= upTo, nil when there is none; err when the get failed.
+// cursor reads one subject filter forward up to upTo. After next: raw is the first
+// message on it with after < seq <= upTo, nil when there is none; err when the get failed.
 type cursor struct {
 	subject string
+	upTo    uint64
 	raw     *jetstream.RawStreamMsg
 	err     error
 }
 
-func (c *cursor) next(ctx context.Context, stream jetstream.Stream, after, upTo uint64) {
+func (c *cursor) next(ctx context.Context, stream jetstream.Stream, after uint64) {
 	c.raw = nil
-	if after >= upTo {
+	if after >= c.upTo {
 		return
 	}
 	raw, err := stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(c.subject))
@@ -165,7 +176,32 @@ func (c *cursor) next(ctx context.Context, stream jetstream.Stream, after, upTo 
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 	case err != nil:
 		c.err = fmt.Errorf("get %s after %d: %w", c.subject, after, err)
-	case raw.Sequence <= upTo:
+	case raw.Sequence <= c.upTo:
 		c.raw = raw
+	}
+}
+
+// lastChange is the seq of the room's newest change in the stream (0: none). It is a
+// direct get of the last message on the changes' wildcard, sent by hand: the client's
+// GetLastMsgForSubject puts the subject into the request's subject, where a wildcard
+// cannot go.
+func (b *Backlog) lastChange(ctx context.Context, room string) (uint64, error) {
+	subject := chat.ChangesWildcard(room)
+	req := append(append([]byte(`{"last_by_subj":"`), subject...), `"}`...)
+	resp, err := b.src.js.Conn().RequestWithContext(ctx, b.src.apiPrefix()+"DIRECT.GET."+chat.StreamName, req)
+	if err != nil {
+		return 0, fmt.Errorf("get last %s: %w", subject, err)
+	}
+	switch status := resp.Header.Get("Status"); status {
+	case "":
+		seq, err := strconv.ParseUint(resp.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("get last %s: sequence header %q", subject, resp.Header.Get(jetstream.SequenceHeader))
+		}
+		return seq, nil
+	case "404":
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("get last %s: status %s %s", subject, status, resp.Header.Get("Description"))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
@@ -60,5 +61,41 @@ func BenchmarkBacklogFetch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkBacklogFetchManySubjects resumes a room 10 messages before its end in a stream
+// that has 80,000 change subjects (changed messages) of other rooms after it: past 64K
+// subjects, a "next on the wildcard" without a match walks every block to the stream's
+// end; the changes' cursor, bounded by the room's newest change, does not ask.
+func BenchmarkBacklogFetchManySubjects(b *testing.B) {
+	n := chattest.StartNATS(b)
+	_, js := n.Connect(b)
+	stream := n.EnsureStreams(b, js)
+	ctx := context.Background()
+	for range 1000 {
+		m := chat.Message{ID: chat.NewID(time.Now()), Room: "room0", Name: "n", Message: "x"}
+		if _, err := js.PublishMsgAsync(m.NATSMsg("")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 80000 {
+		c := chat.Message{ID: fmt.Sprint("id-", i), Room: fmt.Sprint("other", i%50), Event: chat.EventDeleted}
+		if _, err := js.PublishMsgAsync(c.ChangeMsg("")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+	info, err := stream.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bl := NewBacklog(NewSource(js, stream, func(context.Context) (jetstream.Stream, error) { return stream, nil }), nil, nil)
+	b.ResetTimer()
+	for range b.N {
+		msgs, next, err := bl.Fetch(ctx, "room0", 990, info.State.LastSeq, 256)
+		if err != nil || len(msgs) != 10 || next != info.State.LastSeq {
+			b.Fatalf("read %d to %d: %v", len(msgs), next, err)
+		}
 	}
 }
