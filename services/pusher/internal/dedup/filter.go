@@ -11,6 +11,12 @@
 // cannot have an earlier copy outside it, so the index alone answers. Any other id asks
 // MongoDB, in batches, while the room's later messages wait behind it (other rooms do
 // not wait).
+//
+// Changes to messages (chat.Message with Event set: edited, deleted, reactions) are not
+// copies of anything: their ID is the changed message's, so they are never indexed, never
+// checked and never dropped. They pass straight through, except that a change queues
+// behind a held message of its room like any later message of the room, so each room
+// reaches the hub in seq order.
 package dedup
 
 import (
@@ -161,7 +167,11 @@ func (f *Filter) decide(m *chat.Message, now time.Time) verdict {
 func (f *Filter) Fanout(m *chat.Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch f.decide(m, f.now()) {
+	v := deliver // a change: never a copy (see the package doc)
+	if m.Event == "" {
+		v = f.decide(m, f.now())
+	}
+	switch v {
 	case drop:
 		f.met.dropped.WithLabelValues("live").Inc()
 		f.advanceLocked(m.Seq)
@@ -305,8 +315,8 @@ func (f *Filter) later(ctx context.Context, msgs []*chat.Message) (keep []bool) 
 }
 
 // Replay filters a batch of a JetStream replay (oldest first): a message whose id is
-// indexed, earlier in the batch or stored with a lower seq is dropped. One store query
-// per batch.
+// indexed, earlier in the batch or stored with a lower seq is dropped; changes pass. One
+// store query per batch.
 func (f *Filter) Replay(ctx context.Context, msgs []chat.Message) []chat.Message {
 	if len(msgs) == 0 {
 		return msgs
@@ -317,6 +327,10 @@ func (f *Filter) Replay(ctx context.Context, msgs []chat.Message) []chat.Message
 	f.mu.Lock()
 	for i := range msgs {
 		m := &msgs[i]
+		if m.Event != "" {
+			cand[i] = true // a change: its ID is its message's, it is no copy of it
+			continue
+		}
 		if seq, ok := f.idx.get(m.ID); ok && seq < m.Seq || seen[m.ID] {
 			continue
 		}

@@ -307,3 +307,94 @@ func TestEarlyOverflowDistrusts(t *testing.T) {
 		t.Fatal("once the horizon passed every forgotten time, the distrust ends")
 	}
 }
+
+func change(room, id string, seq uint64, ev chat.Event) *chat.Message {
+	return &chat.Message{ID: id, Room: room, Seq: seq, Event: ev}
+}
+
+// Changes carry their message's id at their own seq: they pass whatever the index holds
+// for that id, are not indexed themselves (a message after a change to its id is not
+// taken for a later copy) and never ask the store.
+func TestChangesPassAndAreNotIndexed(t *testing.T) {
+	now := t0.Add(time.Minute)
+	st := &store{seqs: map[string]uint64{}}
+	f, rec := newTest(t, st, 1<<20, &now)
+	u := ulidAt(now, 1)
+	f.Fanout(msg("r", u, 1))
+	f.Fanout(change("r", u, 2, chat.EventEdited))
+	f.Fanout(change("r", u, 3, chat.EventReactions))
+	f.Fanout(msg("r", u, 4)) // a later copy of the message: dropped
+	f.Fanout(change("r", u, 5, chat.EventDeleted))
+	f.Fanout(change("r", "ext-unknown", 6, chat.EventEdited)) // an id only MongoDB could tell
+	f.Fanout(change("r", "js.abc.7", 7, chat.EventReactions))
+	got, head := rec.state()
+	if want := []string{"r:1", "r:2", "r:3", "r:5", "r:6", "r:7"}; !slices.Equal(got, want) || head != 7 {
+		t.Fatalf("delivered %v head %d, want %v", got, head, want)
+	}
+	if st.calls() != 0 {
+		t.Fatalf("%d store calls: changes must not ask the store", st.calls())
+	}
+	// The id of the change at 7 spelled out by a message (not derived for seq 8): had the
+	// change been indexed, this would be dropped as a later copy; the store says it is new.
+	f.Fanout(msg("r", "js.abc.7", 8))
+	got = waitFor(t, rec, 7)
+	if got[6] != "r:8" {
+		t.Fatalf("delivered %v: the message after a change to its id was taken for a copy", got)
+	}
+	f.mu.Lock()
+	_, indexed := f.idx.get("ext-unknown")
+	seq, _ := f.idx.get(u)
+	f.mu.Unlock()
+	if indexed || seq != 1 {
+		t.Fatalf("index: ext-unknown indexed %v, %s at %d (want 1)", indexed, u, seq)
+	}
+}
+
+// A change queues behind a message of its room that waits for the store (whatever id
+// it changes), so the room stays in seq order; other rooms' changes flow on.
+func TestChangeWaitsBehindHeldMessage(t *testing.T) {
+	now := t0.Add(time.Minute)
+	st := &store{seqs: map[string]uint64{"ext-old": 1}, gate: make(chan struct{})}
+	f, rec := newTest(t, st, 1<<20, &now)
+	f.Fanout(msg("a", "ext-new", 10))                       // held: asks the store
+	f.Fanout(change("a", "ext-new", 11, chat.EventEdited))  // its own edit
+	f.Fanout(change("b", "ext-new", 12, chat.EventDeleted)) // another room's change
+	f.Fanout(msg("a", "ext-old", 13))                       // a later copy (stored at 1)
+	f.Fanout(change("a", "ext-old", 14, chat.EventReactions))
+	if got, head := rec.state(); !slices.Equal(got, []string{"b:12"}) || head != 12 {
+		t.Fatalf("while the store is asked: %v head %d, want only b:12", got, head)
+	}
+	close(st.gate)
+	if got, want := waitFor(t, rec, 4), []string{"b:12", "a:10", "a:11", "a:14"}; !slices.Equal(got, want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	if _, head := rec.state(); head != 14 {
+		t.Fatalf("head %d, want 14", head)
+	}
+}
+
+// A JetStream replay batch keeps every change, also those whose message id is indexed,
+// earlier in the batch or stored, and does not ask the store about them.
+func TestReplayKeepsChanges(t *testing.T) {
+	now := t0.Add(time.Minute)
+	st := &store{seqs: map[string]uint64{"stored": 1}}
+	f, rec := newTest(t, st, 1<<20, &now)
+	f.Fanout(msg("r", "live", 3))
+	waitFor(t, rec, 1) // asked the store
+	batch := []chat.Message{*change("r", "stored", 4, chat.EventEdited), *change("r", "live", 5, chat.EventReactions),
+		*msg("r", "new", 6), *change("r", "new", 7, chat.EventDeleted), *msg("r", "new", 8),
+		*change("r", "only-changed", 9, chat.EventEdited)}
+	var got []uint64
+	for _, m := range f.Replay(context.Background(), batch) {
+		got = append(got, m.Seq)
+	}
+	if fmt.Sprint(got) != "[4 5 6 7 9]" {
+		t.Fatalf("replay kept %v, want [4 5 6 7 9]", got)
+	}
+	st.mu.Lock()
+	asked := st.asked[1:]
+	st.mu.Unlock()
+	if len(asked) != 1 || !slices.Equal(asked[0], []string{"new"}) {
+		t.Fatalf("store asked %v, want only the message new", asked)
+	}
+}

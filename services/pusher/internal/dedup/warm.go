@@ -60,7 +60,8 @@ func (f *Filter) Warm(ctx context.Context, stream jetstream.Stream, epoch time.T
 		if st.Seq > start {
 			break
 		}
-		if m, err := chat.FromStored(st, epoch); err == nil && !derived(m.ID, m.Seq) {
+		// Changes carry their message's id at their own seq: not a copy of it, not indexed.
+		if m, err := chat.FromStored(st, epoch); err == nil && m.Event == "" && !derived(m.ID, m.Seq) {
 			ids = append(ids, seen{m.ID, m.Seq, st.Time})
 		}
 		if st.Seq == start {

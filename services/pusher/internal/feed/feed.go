@@ -1,6 +1,7 @@
 // Package feed connects the pusher to its sources: the node's one ordered consumer on
-// chat.messages.> that feeds the hub, and the backlog (JetStream, then MongoDB) that
-// serves resumes older than the hub's window.
+// chat.messages.> (messages, and changes to them on their messages' subjects) that feeds
+// the hub, and the backlog (JetStream, then MongoDB) that serves resumes older than the
+// hub's window.
 package feed
 
 import (

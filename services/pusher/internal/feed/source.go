@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,18 @@ func (s *Source) Refresh(ctx context.Context) (bool, error) {
 	}
 	s.stream, s.epoch = stream, info.Created
 	return true, nil
+}
+
+// apiPrefix is the subject prefix of the JetStream API requests, with its trailing dot.
+func (s *Source) apiPrefix() string {
+	opts := s.js.Options()
+	switch {
+	case opts.Domain != "":
+		return "$JS." + opts.Domain + ".API."
+	case opts.APIPrefix != "":
+		return strings.TrimSuffix(opts.APIPrefix, ".") + "."
+	}
+	return jetstream.DefaultAPIPrefix
 }
 
 // LastSeq is the stream's last seq as of the latest Refresh.

@@ -5,7 +5,9 @@
 // source) before switching it to live delivery with no gap and no duplicate (replay.go).
 // The rooms and their windows share one byte budget; rooms without subscribers leave
 // memory when idle or when the budget needs it, and come back with a floor that keeps
-// resumes exact (budget.go).
+// resumes exact (budget.go). A change to a message (chat.Message with Event set: edited,
+// deleted, reactions) is to the hub what a message is: an event of its room with its own
+// seq, encoded once into its frame, kept in the window and replayed alike.
 //
 // The hub knows nothing of HTTP, websocket libraries or authentication: the session
 // package (one connection's protocol) joins clients, subscribes them and ends them; each
@@ -70,9 +72,9 @@ func (c Config) flushInterval() time.Duration {
 
 // Backlog serves messages older than a room's window: JetStream, then MongoDB.
 type Backlog interface {
-	// Fetch returns up to max messages of room with after < seq <= upTo, oldest first,
-	// and next: the range (after, next] is fully covered by what it returned, so the
-	// caller continues after next. next > after unless err != nil.
+	// Fetch returns up to max messages and changes of room with after < seq <= upTo,
+	// oldest first, and next: the range (after, next] is fully covered by what it
+	// returned, so the caller continues after next. next > after unless err != nil.
 	Fetch(ctx context.Context, room string, after, upTo uint64, max int) (msgs []chat.Message, next uint64, err error)
 	// LastSeq is the stream's last seq (to tell a cursor from a lagging node's head
 	// apart from one beyond the stream).

@@ -17,9 +17,32 @@ type frame struct {
 	raw []byte
 }
 
-// messageFrame encodes m as a complete server text frame.
+// messageFrame encodes m as a complete server text frame: a message (in its state, as
+// the MongoDB tier returns it) or a change (its edited, deleted or reactions frame).
 func messageFrame(m *chat.Message) []byte {
-	return transport.Frame(m.AppendJSON(make([]byte, transport.MaxFrameHeader, transport.MaxFrameHeader+160+len(m.Name)+len(m.Message)), "message"))
+	return transport.Frame(m.AppendJSON(make([]byte, transport.MaxFrameHeader, transport.MaxFrameHeader+frameSize(m)), "message"))
+}
+
+// frameSize bounds the length of m's frame (unless its text needs escapes), so that it is
+// encoded without growing its buffer, whose capacity the window budget counts: a
+// message's field names, sent_at and a 20-digit seq in 124 bytes, plus its strings, and
+// a state's extra fields. A change's frame has a message's fields at most, without name
+// and sent_at (edited_at in its place), and a reactions change has the reactions only.
+func frameSize(m *chat.Message) int {
+	n := 124 + len(m.ID) + len(m.Room) + len(m.Name) + len(m.Message)
+	if !m.EditedAt.IsZero() && m.Event == "" {
+		n += len(`,"edited_at":"2006-01-02T15:04:05.000Z"`)
+	}
+	if m.Deleted {
+		n += len(`,"deleted":true`)
+	}
+	if len(m.Reactions) > 0 {
+		n += len(`,"reactions":{}`)
+		for e := range m.Reactions {
+			n += len(e) + len(`"":100,`)
+		}
+	}
+	return n
 }
 
 // room holds a room's subscribers and a window of its recent frames, from which most
