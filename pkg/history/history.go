@@ -84,14 +84,53 @@ type doc struct {
 	Message string    `bson:"message"`
 	SentAt  time.Time `bson:"sent_at"`
 	Seq     int64     `bson:"seq"`
+	// Issue 11's hidden and state fields (written by ApplyChanges, pending history11).
+	Author       string              `bson:"author,omitempty"`
+	EditedAt     time.Time           `bson:"edited_at,omitempty"`
+	Deleted      bool                `bson:"deleted,omitempty"`
+	ContentSeq   int64               `bson:"content_seq,omitempty"`
+	Reactions    map[string][]string `bson:"reactions,omitempty"`
+	ReactionsSeq int64               `bson:"reactions_seq,omitempty"`
 }
 
 func toDoc(m *chat.Message) doc {
-	return doc{ID: m.ID, Room: m.Room, Name: m.Name, Message: m.Message, SentAt: m.SentAt, Seq: int64(m.Seq)}
+	return doc{ID: m.ID, Room: m.Room, Name: m.Name, Message: m.Message, SentAt: m.SentAt, Seq: int64(m.Seq), Author: m.Author}
 }
 
 func (d *doc) message() chat.Message {
-	return chat.Message{ID: d.ID, Room: d.Room, Name: d.Name, Message: d.Message, SentAt: chat.NormalizeTime(d.SentAt), Seq: uint64(d.Seq)}
+	return chat.Message{ID: d.ID, Room: d.Room, Name: d.Name, Message: d.Message, SentAt: chat.NormalizeTime(d.SentAt), Seq: uint64(d.Seq), Author: d.Author}
+}
+
+// state is the doc's State.
+func (d *doc) state() chat.State {
+	s := chat.State{Deleted: d.Deleted, ContentSeq: uint64(d.ContentSeq), ReactionsSeq: uint64(d.ReactionsSeq)}
+	if !d.EditedAt.IsZero() {
+		s.Message, s.EditedAt = d.Message, chat.NormalizeTime(d.EditedAt)
+	}
+	if len(d.Reactions) > 0 {
+		s.Reactions = chat.Reactions(d.Reactions)
+	}
+	return s
+}
+
+// ErrNotFound is Get's error for a message history does not hold.
+var ErrNotFound = errors.New("message not found")
+
+// Get returns message id of room in its current state (Author set) and its State;
+// ErrNotFound when history holds no such message (a partial doc without seq does not
+// count). (Placeholder until history11 merges.)
+func (s *Store) Get(ctx context.Context, room, id string) (chat.Message, chat.State, error) {
+	var d doc
+	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "room", Value: room},
+		{Key: "seq", Value: bson.D{{Key: "$exists", Value: true}}}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return chat.Message{}, chat.State{}, ErrNotFound
+	}
+	if err != nil {
+		return chat.Message{}, chat.State{}, fmt.Errorf("get message %s: %w", id, err)
+	}
+	st := d.state()
+	return d.message().WithState(&st), st, nil
 }
 
 // InsertMany stores msgs with one unordered bulk insert. An id stored more than once in
@@ -191,6 +230,13 @@ func (s *Store) Seqs(ctx context.Context, ids []string) (map[string]uint64, erro
 // Latest returns the newest limit messages of room, oldest first.
 func (s *Store) Latest(ctx context.Context, room string, limit int) ([]chat.Message, error) {
 	return s.find(ctx, bson.D{{Key: "room", Value: room}}, -1, limit, true)
+}
+
+// LatestVisible is Latest without deleted messages (the seed route's page).
+// (Placeholder until history11 merges.)
+func (s *Store) LatestVisible(ctx context.Context, room string, limit int) ([]chat.Message, error) {
+	f := bson.D{{Key: "room", Value: room}, {Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}}
+	return s.find(ctx, f, -1, limit, true)
 }
 
 // Before returns the limit messages of room just before seq, oldest first.
