@@ -23,7 +23,7 @@ import (
 )
 
 // ConsumerName is the durable pull consumer on CHAT that all persister replicas share.
-const ConsumerName = "persister"
+const ConsumerName = chat.PersisterConsumer
 
 // Writer stores a batch of messages. Messages already stored must count as success; an
 // id stored again with a lower seq must replace the stored copy (the lowest seq is the
