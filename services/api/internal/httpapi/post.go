@@ -56,9 +56,7 @@ func (s *Server) countPost(status int) {
 // post handles both POST routes and returns the status it answered. pathRoom is "" on
 // POST /messages.
 func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) int {
-	if ok, after := s.o.Limiter.Allow(s.o.Clients.Key(r)); !ok {
-		s.metrics.rateLimited.Inc()
-		writeRetry(w, http.StatusTooManyRequests, after, "rate limit exceeded")
+	if s.rateLimited(w, r) {
 		return http.StatusTooManyRequests
 	}
 	claims, herr := s.authenticate(r)
@@ -85,7 +83,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 	switch {
 	case err == nil:
 		s.metrics.ackSeconds.Observe(time.Since(start).Seconds())
-		writeMessage(w, http.StatusCreated, &stored)
+		s.writePosted(w, &stored)
 		return http.StatusCreated
 	case errors.Is(err, stream.ErrKeyInUse):
 		// Another room's or author's message: say nothing of it, not even which.
@@ -104,6 +102,16 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "message broker unavailable")
 		return http.StatusServiceUnavailable
 	}
+}
+
+// rateLimited answers 429 if the client is over its rate (posts and changes share it).
+func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request) bool {
+	ok, after := s.o.Limiter.Allow(s.o.Clients.Key(r))
+	if !ok {
+		s.metrics.rateLimited.Inc()
+		writeRetry(w, http.StatusTooManyRequests, after, "rate limit exceeded")
+	}
+	return !ok
 }
 
 // readPost checks the route, content type, size and fields of a post and builds the
