@@ -64,9 +64,10 @@ type Config struct {
 	// answered with CORS headers, so pages there can use the api (CHAT_ALLOWED_ORIGINS,
 	// the setting the pushers check websocket Origins against). Empty: same origin only.
 	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
-	// Reactions is the emoji a reaction may use, comma-separated (CHAT_REACTIONS): 1 to
+	// Reactions is the emoji a reaction may use, comma-separated (CHAT_REACTIONS): up to
 	// 64 distinct emoji, each 1-32 bytes without spaces or control characters; anything
-	// else refuses to start. Matched exactly (❤️ with its U+FE0F is not ❤ without).
+	// else refuses to start; empty is the default. Matched exactly (❤️ with its U+FE0F is
+	// not ❤ without).
 	Reactions []string `envconfig:"REACTIONS" default:"👍,❤️,😂,🎉,😮,😢"`
 	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_HS256_SECRET,
 	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE or CHAT_AUTH_JWKS_URL; with

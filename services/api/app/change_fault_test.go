@@ -121,7 +121,12 @@ func TestReactionsConfig(t *testing.T) {
 	for i := range many {
 		many[i] = "e" + itoa(uint64(i))
 	}
-	for _, bad := range [][]string{{}, {""}, {"👍", " "}, {"a b"}, {"👍", "👍"}, {strings.Repeat("x", 33)}, {"\x01"}, many} {
+	cfg = defaultConfig(t)
+	cfg.Reactions = nil // empty: the default
+	if _, err := app.New(t.Context(), cfg, app.Deps{NATS: e.nc, Mongo: e.mongo.Connect(t)}); err != nil {
+		t.Fatalf("no reactions configured: %v", err)
+	}
+	for _, bad := range [][]string{{""}, {"👍", " "}, {"👍", ""}, {"a b"}, {"👍", "👍"}, {strings.Repeat("x", 33)}, {"\x01"}, many} {
 		cfg := defaultConfig(t)
 		cfg.Reactions = bad
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

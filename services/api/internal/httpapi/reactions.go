@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -23,10 +22,13 @@ import (
 // DefaultReactions is the default allowlist.
 const DefaultReactions = "👍,❤️,😂,🎉,😮,😢"
 
-// ParseReactions checks an allowlist: 1 to chat.MaxReactionSet distinct emoji (so that
+// ParseReactions checks an allowlist: up to chat.MaxReactionSet distinct emoji (so that
 // no message can exceed the set the bus accepts), each valid (chat.ValidEmoji). Blanks
-// around entries are trimmed.
+// around entries are trimmed; an empty list is DefaultReactions.
 func ParseReactions(list []string) ([]string, error) {
+	if len(list) == 0 {
+		list = strings.Split(DefaultReactions, ",")
+	}
 	out := make([]string, 0, len(list))
 	for _, e := range list {
 		e = strings.TrimSpace(e)
@@ -37,9 +39,6 @@ func ParseReactions(list []string) ([]string, error) {
 			return nil, fmt.Errorf("reactions: %q is listed twice", e)
 		}
 		out = append(out, e)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("reactions: give at least one emoji")
 	}
 	if len(out) > chat.MaxReactionSet {
 		return nil, fmt.Errorf("reactions: at most %d emoji", chat.MaxReactionSet)
