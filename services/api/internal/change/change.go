@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
@@ -75,6 +76,10 @@ type Changer struct {
 	stream  jetstream.Stream
 	history History
 	o       Options
+
+	floorMu sync.Mutex
+	floor   uint64    // the last ack floor read (watermark)
+	floorAt time.Time // when
 }
 
 // New returns a changer on nc; the CHAT stream must exist (stream.New ensures it).
@@ -179,17 +184,34 @@ func (c *Changer) Change(ctx context.Context, room, id, author string, decide De
 	}
 }
 
+// floorMaxAge is how long a read ack floor is reused. An older floor is still a true
+// bound (it only grows, and was read before the history read that follows), it merely
+// leaves a few more events to fold; reusing it spares the consumer's leader one info
+// request per change.
+const floorMaxAge = 250 * time.Millisecond
+
 // watermark is the persister's ack floor: every stream message at or below it is in
 // history. 0 when there is no persister consumer (everything is then folded).
 func (c *Changer) watermark(ctx context.Context) (uint64, error) {
+	c.floorMu.Lock()
+	floor, at := c.floor, c.floorAt
+	c.floorMu.Unlock()
+	if time.Since(at) < floorMaxAge {
+		return floor, nil
+	}
 	cons, err := c.js.Consumer(ctx, chat.StreamName, chat.PersisterConsumer)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		floor = 0
+	case err != nil:
 		return 0, unavailable(ctx, fmt.Errorf("consumer %s: %w", chat.PersisterConsumer, err))
+	default:
+		floor = cons.CachedInfo().AckFloor.Stream
 	}
-	return cons.CachedInfo().AckFloor.Stream, nil
+	c.floorMu.Lock()
+	c.floor, c.floorAt = floor, time.Now()
+	c.floorMu.Unlock()
+	return floor, nil
 }
 
 // load reads the message from history. A recent ULID id that history lacks is looked for
