@@ -408,3 +408,30 @@ func TestSeedRouteLeavesDeletedOut(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// TestReactionSetLimit: another service may have filled a message's reactions with 64
+// distinct emoji (what the bus accepts); a 65th answers 409 instead of publishing an
+// event the persister would dead-letter, while an emoji already there still works.
+func TestReactionSetLimit(t *testing.T) {
+	e := newEnv(t, nil)
+	m := e.post("general", "Ann", "full")
+	full := chat.Reactions{"👍": {"Zed"}}
+	for i := range 63 {
+		full["e"+itoa(uint64(i))] = []string{"Zed"}
+	}
+	ch := chat.Message{Event: chat.EventReactions, ID: m.ID, Room: "general", Reactions: full}
+	_, js := e.nats.Connect(t)
+	if _, err := js.PublishMsg(context.Background(), ch.ChangeMsg("")); err != nil {
+		t.Fatal(err)
+	}
+	before := e.count()
+	resp, body := e.postJSON(msgPath(m)+"/reactions", `{"emoji":"🎉","name":"Ann"}`)
+	wantError(t, resp, body, http.StatusConflict)
+	resp, body = e.postJSON(msgPath(m)+"/reactions", `{"emoji":"👍","name":"Ann"}`)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"👍":2`) {
+		t.Fatalf("an emoji already there: %d %s", resp.StatusCode, body)
+	}
+	if e.count() != before+1 {
+		t.Fatal("not exactly one event published")
+	}
+}

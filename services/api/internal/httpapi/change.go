@@ -168,6 +168,7 @@ func (s *Server) applyChange(w http.ResponseWriter, r *http.Request, t *target, 
 		writeError(w, http.StatusNotFound, "no message "+strconv.Quote(t.id)+" in room "+t.room)
 		return change.Result{}, http.StatusNotFound
 	case errors.Is(err, change.ErrContention):
+		s.log.Warn("change", "request_id", w.Header().Get(HeaderRequestID), "msg_id", t.id, "error", err)
 		writeError(w, http.StatusConflict, "too many concurrent changes to this message: try again")
 		return change.Result{}, http.StatusConflict
 	case errors.Is(err, change.ErrTooLarge):

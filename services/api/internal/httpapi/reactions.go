@@ -108,6 +108,11 @@ func (s *Server) reaction(w http.ResponseWriter, r *http.Request, add bool) int 
 			return chat.Message{}, nil
 		}
 		if add {
+			if rs.Count(emoji) == 0 && len(rs) >= chat.MaxReactionSet {
+				// Only other publishers' emoji can fill it (the allowlist is smaller):
+				// a set beyond what the bus accepts would be dead-lettered.
+				return chat.Message{}, &httpError{status: http.StatusConflict, reason: "the message has too many different reactions"}
+			}
 			rs = rs.With(emoji, person)
 		} else {
 			rs = rs.Without(emoji, person)
