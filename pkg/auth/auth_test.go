@@ -13,10 +13,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/pkg/chat"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -284,6 +286,42 @@ func TestAuthorAndRooms(t *testing.T) {
 		if err != nil || c.Allows("general") != (rooms == nil) {
 			t.Fatalf("rooms %#v: err %v", rooms, err)
 		}
+	}
+}
+
+// TestRoles: "roles" is a list or a comma-separated string; absent, null, [] and "" are no
+// role; anything else is an invalid token. AuthorID is chat.AuthorID of iss and sub.
+func TestRoles(t *testing.T) {
+	v, _ := NewVerifier(Config{HS256Secret: secret})
+	for raw, want := range map[string][]string{
+		`["moderator","x"]`: {"moderator", "x"}, `"x, moderator"`: {"x", "moderator"}, `"moderator"`: {"moderator"},
+		`[]`: nil, `null`: nil, `""`: nil, `"Moderator"`: {"Moderator"},
+	} {
+		c, err := v.Verify(mustSign(t, []byte(secret), claims(func(m map[string]any) { m["roles"] = json.RawMessage(raw) })))
+		if err != nil {
+			t.Fatalf("roles %s: %v", raw, err)
+		}
+		if len(c.Roles) != len(want) || c.HasRole(RoleModerator) != slices.Contains(want, RoleModerator) {
+			t.Errorf("roles %s: got %q, moderator %v", raw, c.Roles, c.HasRole(RoleModerator))
+		}
+	}
+	c, err := v.Verify(mustSign(t, []byte(secret), claims(nil)))
+	if err != nil || c.Roles != nil || c.HasRole(RoleModerator) {
+		t.Fatalf("no roles claim: %v %q", err, c.Roles)
+	}
+	for _, raw := range []string{`1`, `[1]`, `{"a":"moderator"}`} {
+		_, err := v.Verify(mustSign(t, []byte(secret), claims(func(m map[string]any) { m["roles"] = json.RawMessage(raw) })))
+		if err == nil || Status(err) != http.StatusUnauthorized {
+			t.Errorf("roles %s: err %v, want 401", raw, err)
+		}
+	}
+	c, _ = v.Verify(mustSign(t, []byte(secret), claims(func(m map[string]any) { m["iss"] = "idp"; m["name"] = "Ann" })))
+	if c.AuthorID() != chat.AuthorID("idp", "ann") || c.AuthorID() == "" {
+		t.Fatalf("AuthorID %q", c.AuthorID())
+	}
+	c, _ = v.Verify(mustSign(t, []byte(secret), claims(func(m map[string]any) { delete(m, "sub"); m["name"] = "Ann" })))
+	if c.AuthorID() != "" {
+		t.Fatalf("AuthorID without sub %q, want empty", c.AuthorID())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/chatrt/chat/pkg/chat"
@@ -42,6 +43,7 @@ type Claims struct {
 	Subject   string       `json:"sub,omitempty"`
 	Name      string       `json:"name,omitempty"`
 	Rooms     Rooms        `json:"rooms,omitzero"` // nil is left out: every room; empty is []: none
+	Roles     Roles        `json:"roles,omitempty"`
 	Issuer    string       `json:"iss,omitempty"`
 	Audience  Audience     `json:"aud,omitempty"`
 	Expires   *NumericDate `json:"exp,omitempty"`
@@ -62,6 +64,16 @@ func (c *Claims) Author() (string, error) {
 	}
 	return name, nil
 }
+
+// RoleModerator in a token's "roles" claim lets it edit and delete anyone's messages.
+const RoleModerator = "moderator"
+
+// AuthorID is the token's chat.AuthorID (its iss and sub), "" when it has no "sub": the
+// id a post records as its author and a change to a message is checked against.
+func (c *Claims) AuthorID() string { return chat.AuthorID(c.Issuer, c.Subject) }
+
+// HasRole reports whether the "roles" claim lists role (exactly, case-sensitive).
+func (c *Claims) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
 
 // Allows reports whether the token may post to or subscribe to room: any room when the
 // token has no "rooms" claim, else a room matching one of its patterns ("rooms": null or
@@ -100,6 +112,29 @@ func (r *Rooms) UnmarshalJSON(b []byte) error {
 		return errors.New("rooms must be a list of strings")
 	}
 	*r = append(Rooms{}, l...)
+	return nil
+}
+
+// Roles is the "roles" claim: a list of role names, or one comma-separated string (as
+// "rooms" is). Absent, null, [] or "": no role.
+type Roles []string
+
+// UnmarshalJSON accepts a list of strings or a comma-separated string; null is no role.
+func (r *Roles) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*r = nil
+		return nil
+	}
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*r = Roles(ParseRooms(s))
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return errors.New("roles must be a list of strings")
+	}
+	*r = append(Roles{}, l...)
 	return nil
 }
 

@@ -12,6 +12,10 @@ const (
 	SubjectWildcard   = "chat.messages.>"
 	DeadLetterStream  = "DEADLETTER"
 	DeadLetterSubject = "chat.deadletter"
+	// PersisterConsumer is the durable consumer on CHAT that all persister replicas
+	// share. Its ack floor is a watermark: every stream message at or below it is in
+	// history (the api reads it to know which changes history already holds).
+	PersisterConsumer = "persister"
 
 	// HeaderMsgID is JetStream's de-duplication header; it carries the message id.
 	HeaderMsgID = "Nats-Msg-Id"

@@ -11,6 +11,7 @@ import (
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 func TestInsertManyIsIdempotentAndPagesBySeq(t *testing.T) {
@@ -120,5 +121,43 @@ func TestInsertManyKeepsTheLowestSeq(t *testing.T) {
 	seqs, err := store.Seqs(ctx, []string{"a", "b", "c", "nope"})
 	if err != nil || fmt.Sprint(seqs) != "map[a:3 b:4 c:5]" {
 		t.Fatalf("Seqs = %v, %v", seqs, err)
+	}
+}
+
+// TestGetAndLatestVisible (placeholder until history11 merges): Get finds a message by
+// room and id with its author; LatestVisible leaves deleted messages out.
+func TestGetAndLatestVisible(t *testing.T) {
+	mongo := chattest.StartMongo(t)
+	client := mongo.Connect(t)
+	store := history.New(client)
+	ctx := context.Background()
+	now := chat.NormalizeTime(time.Now())
+	msgs := []chat.Message{
+		{ID: "a", Room: "r", Name: "n", Message: "1", SentAt: now, Seq: 1, Author: "sha256:x"},
+		{ID: "b", Room: "r", Name: "n", Message: "2", SentAt: now, Seq: 2},
+	}
+	if err := store.InsertMany(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	m, st, err := store.Get(ctx, "r", "a")
+	if err != nil || !m.Equal(msgs[0]) || st.ContentSeq != 0 || st.Deleted {
+		t.Fatalf("Get = %+v %+v %v", m, st, err)
+	}
+	for _, k := range [][2]string{{"r", "c"}, {"other", "a"}} {
+		if _, _, err := store.Get(ctx, k[0], k[1]); err != history.ErrNotFound {
+			t.Fatalf("Get(%q, %q) err %v, want ErrNotFound", k[0], k[1], err)
+		}
+	}
+	coll := client.Database(history.Database).Collection(history.Collection)
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "a"}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "deleted", Value: true}, {Key: "name", Value: ""}, {Key: "message", Value: ""}, {Key: "content_seq", Value: int64(5)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, st, err = store.Get(ctx, "r", "a"); err != nil || !m.Deleted || !st.Deleted || st.ContentSeq != 5 {
+		t.Fatalf("Get of a tombstone = %+v %+v %v", m, st, err)
+	}
+	vis, err := store.LatestVisible(ctx, "r", 10)
+	if err != nil || len(vis) != 1 || vis[0].ID != "b" {
+		t.Fatalf("LatestVisible = %+v, %v", vis, err)
 	}
 }

@@ -1,6 +1,7 @@
 // Package app is the api service: POST messages (published to JetStream and answered
-// after the ack), history pages from MongoDB, the browser UI, health, readiness and
-// metrics. cmd/chat composes it with the other services in one process.
+// after the ack), changes to them (edit, delete, reactions), history pages from MongoDB,
+// the browser UI, health, readiness and metrics. cmd/chat composes it with the other
+// services in one process.
 package app
 
 import (
@@ -15,11 +16,14 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/services/api/internal/change"
+	"github.com/chatrt/chat/services/api/internal/editkey"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
 	"github.com/chatrt/chat/services/api/internal/ratelimit"
 	"github.com/chatrt/chat/services/api/internal/stream"
 	"github.com/chatrt/chat/services/api/internal/web"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -60,11 +64,18 @@ type Config struct {
 	// answered with CORS headers, so pages there can use the api (CHAT_ALLOWED_ORIGINS,
 	// the setting the pushers check websocket Origins against). Empty: same origin only.
 	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
+	// Reactions is the emoji a reaction may use, comma-separated (CHAT_REACTIONS): up to
+	// 64 distinct emoji, each 1-32 bytes without spaces or control characters; anything
+	// else refuses to start; empty is the default. Matched exactly (❤️ with its U+FE0F is
+	// not ❤ without).
+	Reactions []string `envconfig:"REACTIONS" default:"👍,❤️,😂,🎉,😮,😢"`
 	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_HS256_SECRET,
 	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE or CHAT_AUTH_JWKS_URL; with
 	// CHAT_AUTH_ISSUER, CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY, CHAT_AUTH_JWKS_REFRESH, see
-	// pkg/auth): posts and history reads then need a token
-	// allowing the room, and the author is the token's name (else sub).
+	// pkg/auth): posts, changes and history reads then need a token allowing the room,
+	// the author is the token's name (else sub), and a message may be changed by its
+	// author or a token whose roles claim holds "moderator". Off: by whoever holds the
+	// edit key the post's 201 returned (the secret is in the KV bucket CHAT_SECRETS).
 	auth.Config
 }
 
@@ -103,6 +114,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api config: %w", err)
 	}
+	reactions, err := httpapi.ParseReactions(cfg.Reactions)
+	if err != nil {
+		return nil, fmt.Errorf("api config: CHAT_REACTIONS: %w", err)
+	}
 	store := history.New(deps.Mongo)
 	if err := store.EnsureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -117,9 +132,29 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
+	changer, err := change.New(ctx, deps.NATS, store, change.Options{
+		Timeout:        cfg.HistoryTimeout + cfg.PublishTimeout,
+		HistoryTimeout: cfg.HistoryTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	var keys httpapi.EditKeys
+	if verifier == nil {
+		js, err := jetstream.New(deps.NATS)
+		if err != nil {
+			return nil, fmt.Errorf("api: jetstream: %w", err)
+		}
+		if keys, err = editkey.Open(ctx, js, cfg.Stream.Replicas); err != nil {
+			return nil, fmt.Errorf("api: edit keys: %w", err)
+		}
+	}
 	srv, err := httpapi.New(httpapi.Options{
 		Stream:         appender,
 		History:        store,
+		Changes:        changer,
+		EditKeys:       keys,
+		Reactions:      reactions,
 		Limiter:        ratelimit.New(cfg.RateLimit, cfg.RateBurst),
 		Clients:        clients,
 		Auth:           verifier,
@@ -137,7 +172,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 }
 
 // Handler serves every api route: POST/GET /messages, POST/GET /rooms/{room}/messages,
-// /healthz, /readyz, /metrics and the UI at /.
+// PATCH/DELETE /rooms/{room}/messages/{id}, POST /rooms/{room}/messages/{id}/reactions,
+// DELETE /rooms/{room}/messages/{id}/reactions/{emoji}, /healthz, /readyz, /metrics and
+// the UI at /.
 func (a *App) Handler() http.Handler { return a.server.Handler() }
 
 // Ready returns nil when the api can take posts (NATS connected, MongoDB answering, not

@@ -37,6 +37,15 @@ func TestCORS(t *testing.T) {
 		t.Error("preflight without a request id: it bypassed the common middleware")
 	}
 
+	// The changes' methods and their Edit-Key header are allowed too (issue 11).
+	resp, body = e.do("OPTIONS", "/rooms/general/messages/x", "", "Origin", page,
+		"Access-Control-Request-Method", "PATCH", "Access-Control-Request-Headers", "content-type,edit-key")
+	if resp.StatusCode != http.StatusNoContent || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "PATCH") ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "DELETE") ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Edit-Key") {
+		t.Fatalf("preflight of a PATCH: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+
 	resp, body = e.postJSON("/rooms/general/messages", `{"name":"a","message":"from another origin"}`, "Origin", page)
 	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Access-Control-Allow-Origin") != page ||
 		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Retry-After") {

@@ -2,6 +2,9 @@ package app_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -142,6 +145,8 @@ type wireMessage struct {
 	Message string `json:"message"`
 	SentAt  string `json:"sent_at"`
 	Seq     uint64 `json:"seq"`
+	// EditKey is in a post's 201 when authentication is off.
+	EditKey string `json:"edit_key,omitempty"`
 }
 
 func decodeMessage(t *testing.T, b []byte) wireMessage {
@@ -210,3 +215,23 @@ func (e *env) streamCreated() time.Time {
 }
 
 func envconfigProcess(c *app.Config) error { return envconfig.Process("chat", c) }
+
+// editKey computes message id's edit key from the secret in NATS, independently of the
+// app: HMAC-SHA256(secret, room + "\x00" + id), unpadded base64url.
+func (e *env) editKey(room, id string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, js := e.nats.Connect(e.t)
+	kv, err := js.KeyValue(ctx, "CHAT_SECRETS")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	secret, err := kv.Get(ctx, "edit-key")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	h := hmac.New(sha256.New, secret.Value())
+	h.Write([]byte(room + "\x00" + id))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}

@@ -62,6 +62,10 @@ func TestRoutesAndHeaders(t *testing.T) {
 		{"POST", "/metrics", "GET, HEAD"},
 		{"POST", "/", "GET, HEAD"},
 		{"OPTIONS", "/messages", "GET, HEAD, POST"},
+		{"GET", "/rooms/a/messages/x", "PATCH, DELETE"},
+		{"POST", "/rooms/a/messages/x", "PATCH, DELETE"},
+		{"GET", "/rooms/a/messages/x/reactions", "POST"},
+		{"PATCH", "/rooms/a/messages/x/reactions/👍", "DELETE"},
 	} {
 		resp, body := e.do(tc.method, tc.path, "")
 		wantError(t, resp, body, http.StatusMethodNotAllowed)

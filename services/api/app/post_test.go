@@ -285,7 +285,8 @@ func TestIdempotencyKey(t *testing.T) {
 }
 
 func TestPostMessageJSONMatchesChatPackage(t *testing.T) {
-	// The 201 body is exactly chat.Message's encoding of the stored message.
+	// The 201 body is exactly chat.Message's encoding of the stored message, plus (auth
+	// off) its edit key: HMAC-SHA256 of room and id with the secret in CHAT_SECRETS.
 	e := newEnv(t, nil)
 	resp, body := e.postJSON("/rooms/x/messages", `{"name":"n","message":"m"}`)
 	if resp.StatusCode != http.StatusCreated {
@@ -297,7 +298,9 @@ func TestPostMessageJSONMatchesChatPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want, _ := m.MarshalJSON(); string(want) != string(body) {
+	want, _ := m.MarshalJSON()
+	want = append(want[:len(want)-1], `,"edit_key":"`+e.editKey("x", m.ID)+`"}`...)
+	if string(want) != string(body) {
 		t.Fatalf("201 body %s, stored message encodes as %s", body, want)
 	}
 }

@@ -18,9 +18,10 @@ import (
 // Written here rather than taken from a library: it is a fixed answer for a fixed
 // list, and it must match the pushers' Origin semantics exactly.
 const (
-	corsAllowMethods = "GET, HEAD, POST"
-	// What chat.js sends (Accept is safelisted; X-Request-Id lets a client trace a request).
-	corsAllowHeaders = "Content-Type, Authorization, Idempotency-Key, X-Request-Id"
+	corsAllowMethods = "GET, HEAD, POST, PATCH, DELETE"
+	// What chat.js sends (Accept is safelisted; X-Request-Id lets a client trace a
+	// request; Edit-Key authorizes edits and deletes without authentication).
+	corsAllowHeaders = "Content-Type, Authorization, Idempotency-Key, Edit-Key, X-Request-Id"
 	// What chat.js reads besides the body: Retry-After on 429/503.
 	corsExposeHeaders = "Retry-After, X-Request-Id"
 	// Browsers cache a preflight this long (Chromium caps it at 2 h).

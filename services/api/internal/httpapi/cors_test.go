@@ -79,12 +79,12 @@ func TestCORSPreflightAllowed(t *testing.T) {
 			t.Errorf("%q: Allow-Origin %q", allowed, got)
 		}
 		methods, headers := headerList(resp, "Access-Control-Allow-Methods"), headerList(resp, "Access-Control-Allow-Headers")
-		for _, m := range []string{"GET", "POST"} {
+		for _, m := range []string{"GET", "POST", "PATCH", "DELETE"} {
 			if !slices.Contains(methods, m) {
 				t.Errorf("%q: Allow-Methods %q lacks %s", allowed, methods, m)
 			}
 		}
-		for _, want := range []string{"Content-Type", "Authorization", "Idempotency-Key"} {
+		for _, want := range []string{"Content-Type", "Authorization", "Idempotency-Key", "Edit-Key"} {
 			if !slices.Contains(headers, want) {
 				t.Errorf("%q: Allow-Headers %q lacks %s", allowed, headers, want)
 			}

@@ -17,18 +17,20 @@ const (
 )
 
 // getDefaultRoom is GET /messages[?room=]: the seed's endpoint, room general by default.
-// It takes the same before/after/limit parameters as the rooms route.
+// It takes the same before/after/limit parameters as the rooms route. Its latest page
+// leaves deleted messages out (a seed client knows no tombstones).
 func (s *Server) getDefaultRoom(w http.ResponseWriter, r *http.Request) {
 	room := r.URL.Query().Get("room")
 	if room == "" {
 		room = chat.DefaultRoom
 	}
-	s.countHistory(s.history(w, r, room))
+	s.countHistory(s.history(w, r, room, true))
 }
 
-// getRoom is GET /rooms/{room}/messages.
+// getRoom is GET /rooms/{room}/messages: messages in their current state, tombstones
+// included.
 func (s *Server) getRoom(w http.ResponseWriter, r *http.Request) {
-	s.countHistory(s.history(w, r, r.PathValue("room")))
+	s.countHistory(s.history(w, r, r.PathValue("room"), false))
 }
 
 func (s *Server) countHistory(status int) {
@@ -43,7 +45,7 @@ type page struct {
 	limit         int
 }
 
-func (s *Server) history(w http.ResponseWriter, r *http.Request, room string) int {
+func (s *Server) history(w http.ResponseWriter, r *http.Request, room string, seed bool) int {
 	claims, herr := s.authenticate(r)
 	if herr != nil {
 		writeHTTPError(w, herr)
@@ -68,6 +70,8 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, room string) in
 		// Seqs are stored as int64: nothing can follow.
 	case p.hasAfter:
 		msgs, err = s.o.History.After(ctx, p.room, p.after, p.limit)
+	case seed:
+		msgs, err = s.o.History.LatestVisible(ctx, p.room, p.limit)
 	default:
 		msgs, err = s.o.History.Latest(ctx, p.room, p.limit)
 	}

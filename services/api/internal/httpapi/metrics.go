@@ -8,6 +8,7 @@ import (
 
 type metrics struct {
 	posts       *prometheus.CounterVec
+	changes     *prometheus.CounterVec
 	ackSeconds  prometheus.Histogram
 	history     *prometheus.CounterVec
 	rateLimited prometheus.Counter
@@ -19,6 +20,10 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "chat_api_posts_total",
 			Help: "POSTed messages by HTTP status of the answer.",
 		}, []string{"status"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_api_changes_total",
+			Help: "Changes to messages by route (edit, delete, react, unreact) and HTTP status of the answer.",
+		}, []string{"route", "status"}),
 		ackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "chat_api_publish_ack_seconds",
 			Help:    "Time from publishing a message to its JetStream ack.",
@@ -30,13 +35,13 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"status"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_api_rate_limited_total",
-			Help: "Posts refused with 429 by the per-client rate limit.",
+			Help: "Posts and changes refused with 429 by the per-client rate limit.",
 		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.posts, m.ackSeconds, m.history, m.rateLimited} {
+	for _, c := range []prometheus.Collector{m.posts, m.changes, m.ackSeconds, m.history, m.rateLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

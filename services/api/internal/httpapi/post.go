@@ -1,19 +1,12 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
@@ -28,6 +21,10 @@ type postBody struct {
 	Name    *string `json:"name"`
 	Message *string `json:"message"`
 	Room    *string `json:"room"`
+}
+
+func (b *postBody) formFields() []formField {
+	return []formField{{"name", &b.Name}, {"message", &b.Message}, {"room", &b.Room}}
 }
 
 // httpError is an error answer decided while reading a request.
@@ -59,9 +56,7 @@ func (s *Server) countPost(status int) {
 // post handles both POST routes and returns the status it answered. pathRoom is "" on
 // POST /messages.
 func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) int {
-	if ok, after := s.o.Limiter.Allow(s.o.Clients.Key(r)); !ok {
-		s.metrics.rateLimited.Inc()
-		writeRetry(w, http.StatusTooManyRequests, after, "rate limit exceeded")
+	if s.rateLimited(w, r) {
 		return http.StatusTooManyRequests
 	}
 	claims, herr := s.authenticate(r)
@@ -88,7 +83,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 	switch {
 	case err == nil:
 		s.metrics.ackSeconds.Observe(time.Since(start).Seconds())
-		writeMessage(w, http.StatusCreated, &stored)
+		s.writePosted(w, &stored)
 		return http.StatusCreated
 	case errors.Is(err, stream.ErrKeyInUse):
 		// Another room's or author's message: say nothing of it, not even which.
@@ -109,6 +104,16 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pathRoom string) i
 	}
 }
 
+// rateLimited answers 429 if the client is over its rate (posts and changes share it).
+func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request) bool {
+	ok, after := s.o.Limiter.Allow(s.o.Clients.Key(r))
+	if !ok {
+		s.metrics.rateLimited.Inc()
+		writeRetry(w, http.StatusTooManyRequests, after, "rate limit exceeded")
+	}
+	return !ok
+}
+
 // readPost checks the route, content type, size and fields of a post and builds the
 // message to publish, in this order: the room is resolved once (path, body, default),
 // then authorized, then the message is built in it. With claims (auth on), the token must
@@ -124,28 +129,8 @@ func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom strin
 		}
 		path = &room
 	}
-	kind, herr := bodyKind(r.Header.Get("Content-Type"))
-	if herr != nil {
-		return chat.Message{}, "", herr
-	}
-	if r.ContentLength > MaxBodyBytes {
-		return chat.Message{}, "", tooLarge()
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return chat.Message{}, "", tooLarge()
-		}
-		return chat.Message{}, "", badRequest("reading body: %v", err)
-	}
 	var b postBody
-	if kind == "json" {
-		herr = decodeJSON(data, &b)
-	} else {
-		herr = decodeForm(data, &b)
-	}
-	if herr != nil {
+	if herr := readBody(w, r, &b); herr != nil {
 		return chat.Message{}, "", herr
 	}
 	room, herr := resolveRoom(path, deref(b.Room))
@@ -159,16 +144,17 @@ func (s *Server) readPost(w http.ResponseWriter, r *http.Request, pathRoom strin
 		}
 		// The token names the author: its name replaces the body's, and its subject is
 		// the AuthorID recorded with the message.
+		var err error
 		if name, err = claims.Author(); err != nil {
 			return chat.Message{}, "", &httpError{status: auth.Status(err), reason: err.Error()}
 		}
-		author = chat.AuthorID(claims.Issuer, claims.Subject)
+		author = claims.AuthorID()
 	}
 	key, herr := idempotencyKey(r.Header)
 	if herr != nil {
 		return chat.Message{}, "", herr
 	}
-	m, err = room.NewMessage(name, deref(b.Message), key, time.Now())
+	m, err := room.NewMessage(name, deref(b.Message), key, time.Now())
 	if err != nil {
 		var fe *chat.FieldError
 		if errors.As(err, &fe) && fe.Field == "id" {
@@ -211,75 +197,6 @@ func idempotencyKey(h http.Header) (string, *httpError) {
 		return "", badRequest("Idempotency-Key: must not be empty")
 	}
 	return keys[0], nil
-}
-
-func tooLarge() *httpError {
-	return &httpError{status: http.StatusRequestEntityTooLarge, reason: "body larger than " + strconv.Itoa(MaxBodyBytes) + " bytes"}
-}
-
-// bodyKind accepts application/json and application/x-www-form-urlencoded (charset, if
-// given, must be UTF-8); anything else, or no Content-Type, is 415.
-func bodyKind(contentType string) (string, *httpError) {
-	unsupported := &httpError{status: http.StatusUnsupportedMediaType,
-		reason: "Content-Type must be application/json or application/x-www-form-urlencoded"}
-	if contentType == "" {
-		return "", unsupported
-	}
-	mt, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return "", unsupported
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return "", &httpError{status: http.StatusUnsupportedMediaType, reason: "charset must be utf-8"}
-	}
-	switch mt {
-	case "application/json":
-		return "json", nil
-	case "application/x-www-form-urlencoded":
-		return "form", nil
-	}
-	return "", unsupported
-}
-
-func decodeJSON(data []byte, b *postBody) *httpError {
-	// encoding/json would silently turn invalid UTF-8 into U+FFFD.
-	if !utf8.Valid(data) {
-		return badRequest("body must be valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(b); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			if te.Field != "" {
-				return badRequest("invalid JSON: %s must be a string", te.Field)
-			}
-			return badRequest("invalid JSON: body must be an object")
-		}
-		return badRequest("invalid JSON: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("invalid JSON: unexpected data after the object")
-	}
-	return nil
-}
-
-func decodeForm(data []byte, b *postBody) *httpError {
-	vals, err := url.ParseQuery(string(data))
-	if err != nil {
-		return badRequest("invalid form body: %v", err)
-	}
-	for _, f := range []struct {
-		key string
-		dst **string
-	}{{"name", &b.Name}, {"message", &b.Message}, {"room", &b.Room}} {
-		if v, ok := vals[f.key]; ok {
-			if len(v) != 1 {
-				return badRequest("%s: give exactly one", f.key)
-			}
-			*f.dst = &v[0]
-		}
-	}
-	return nil
 }
 
 func deref(p *string) string {

@@ -1,10 +1,12 @@
 // Package httpapi is the api's HTTP surface: posting messages (published to JetStream,
-// answered after the ack), reading history pages from MongoDB, health, readiness and
-// metrics, with JSON errors, rate limiting, request ids and an access log.
+// answered after the ack), changing them (edit, delete, reactions: change.go,
+// reactions.go, who may: editkey.go), reading history pages from MongoDB, health,
+// readiness and metrics, with JSON errors, rate limiting, request ids and an access log.
 package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
+	"github.com/chatrt/chat/services/api/internal/change"
 	"github.com/chatrt/chat/services/api/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,9 +34,22 @@ type Stream interface {
 	Status() string
 }
 
+// Changes makes changes to messages, serialized per message. *change.Changer implements it.
+type Changes interface {
+	Change(ctx context.Context, room, id, author string, decide change.Decide) (change.Result, error)
+}
+
+// EditKeys computes and checks the edit keys of posts made without authentication.
+// *editkey.Keys implements it.
+type EditKeys interface {
+	Key(room, id string) string
+	Check(room, id, key string) bool
+}
+
 // History reads history pages.
 type History interface {
 	Latest(ctx context.Context, room string, limit int) ([]chat.Message, error)
+	LatestVisible(ctx context.Context, room string, limit int) ([]chat.Message, error)
 	Before(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error)
 	After(ctx context.Context, room string, seq uint64, limit int) ([]chat.Message, error)
 	Ping(ctx context.Context) error
@@ -43,6 +59,9 @@ type History interface {
 type Options struct {
 	Stream         Stream
 	History        History
+	Changes        Changes
+	EditKeys       EditKeys           // required when Auth is nil
+	Reactions      []string           // the emoji reactions may use (ParseReactions)
 	Limiter        *ratelimit.Limiter // nil: no rate limit
 	Auth           *auth.Verifier     // nil: no authentication
 	Clients        clientip.Resolver
@@ -64,6 +83,8 @@ type Server struct {
 	draining atomic.Bool
 	inflight inflight
 	handler  http.Handler
+	// reactions is the emoji allowlist, in the configured order.
+	reactions []string
 }
 
 // New registers the metrics on o.Metrics and builds the handler.
@@ -88,7 +109,17 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, log: o.Log, metrics: m, origins: allowed}
+	if o.Changes == nil {
+		return nil, errors.New("httpapi: Changes is required")
+	}
+	if o.Auth == nil && o.EditKeys == nil {
+		return nil, errors.New("httpapi: EditKeys is required when authentication is off")
+	}
+	reactions, err := ParseReactions(o.Reactions)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, log: o.Log, metrics: m, origins: allowed, reactions: reactions}
 	s.inflight.init()
 	s.handler = s.middleware(s.cors(s.routes()))
 	return s, nil
@@ -114,6 +145,12 @@ func (s *Server) routes() http.Handler {
 		http.MethodGet:  http.HandlerFunc(s.getRoom),
 		http.MethodPost: http.HandlerFunc(s.postRoom),
 	})
+	mux.Handle("/rooms/{room}/messages/{id}", methods{
+		http.MethodPatch:  http.HandlerFunc(s.edit),
+		http.MethodDelete: http.HandlerFunc(s.delete),
+	})
+	mux.Handle("/rooms/{room}/messages/{id}/reactions", methods{http.MethodPost: http.HandlerFunc(s.react)})
+	mux.Handle("/rooms/{room}/messages/{id}/reactions/{emoji}", methods{http.MethodDelete: http.HandlerFunc(s.unreact)})
 	mux.Handle("/healthz", methods{http.MethodGet: http.HandlerFunc(s.healthz)})
 	mux.Handle("/readyz", methods{http.MethodGet: http.HandlerFunc(s.readyz)})
 	mux.Handle("/metrics", methods{http.MethodGet: promhttp.HandlerFor(s.o.Metrics, promhttp.HandlerOpts{})})
@@ -134,8 +171,8 @@ func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		return
 	}
-	allow := make([]string, 0, 3)
-	for _, k := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+	allow := make([]string, 0, 5)
+	for _, k := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 		if _, ok := m[k]; ok || (k == http.MethodHead && m[http.MethodGet] != nil) {
 			allow = append(allow, k)
 		}

@@ -26,7 +26,7 @@ import (
 )
 
 // ConsumerName is the durable pull consumer on CHAT that all persister replicas share.
-const ConsumerName = "persister"
+const ConsumerName = chat.PersisterConsumer
 
 // Writer stores a batch's messages and applies its changes (edits, deletions, reactions).
 // Messages already stored must count as success; an id stored again with a lower seq
