@@ -22,7 +22,7 @@
   const PAGE = 50;         // history page size
   const MAX_SHOWN = 1000;  // messages kept in the DOM when following the live end
   const NAME_KEY = 'chat.name';
-  const REACTED_KEY = 'chat.reacted'; // [[room \0 id \0 emoji, name reacted under ('' with a token)], ...]
+  const REACTED_KEY = 'chat.reacted'; // [[room \0 id \0 emoji, the name reacted under, or '@iss sub' with a token], ...]
   const MAX_REACTED = 500;            // reactions remembered (the oldest are forgotten)
   const MAX_RECENT = 500;             // recent changes kept for messages shown later
   const DEFAULT_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
@@ -64,6 +64,18 @@
     }
   } catch (_) { /* storage disabled */ }
 
+  // person is who reacts as far as this page can tell: the token's subject with auth on (the
+  // server checks the token; this is only to show which reactions are yours), else ''.
+  function tokenPerson(t) {
+    try {
+      const p = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+      return '@' + String(p.iss || '') + ' ' + String(p.sub || '');
+    } catch (_) {
+      return '@';
+    }
+  }
+  const person = token ? tokenPerson(token) : '';
+
   const SIGNED_OUT = 'Live updates stopped: your sign-in was refused or has expired. ' +
     'Open this page again with a fresh ?token= to continue.';
 
@@ -104,7 +116,7 @@
   // --- remembered reactions ---
 
   // reacted remembers which reactions this browser made: room, id, emoji -> the name it was
-  // made under ('' with a token), in localStorage shared by the browser's tabs.
+  // made under (with a token: '@iss sub'), in localStorage shared by the browser's tabs.
   const reacted = {
     cache: null,
     load() {
@@ -257,15 +269,23 @@
     return allowed.filter((k) => have.includes(k)).concat(have.filter((k) => !allowed.includes(k)).sort());
   }
 
+  // isMine: the reaction is remembered as made from this browser (with a token: by the same
+  // person; without one: under whichever name, which taking it back then uses).
   function isMine(m, emoji) {
-    return !!(m.reactions && m.reactions[emoji] > 0) && reacted.get(room, m.id, emoji) !== undefined;
+    if (!(m.reactions && m.reactions[emoji] > 0)) return false;
+    const who = reacted.get(room, m.id, emoji);
+    return who !== undefined && (!token || who === person);
   }
 
   // paintReactions updates the reaction buttons in place (a focused one keeps focus).
   function paintReactions(e) {
     const m = e.msg;
     e.reactions.hidden = !!m.deleted;
-    if (m.deleted) return;
+    if (m.deleted) {
+      for (const b of e.reactions.querySelectorAll('button.reaction')) b.remove();
+      e.picker.hidden = true;
+      return;
+    }
     const r = m.reactions || {};
     const old = new Map([...e.reactions.querySelectorAll('button.reaction')].map((b) => [b.dataset.emoji, b]));
     let before = e.addReaction;
@@ -470,11 +490,12 @@
       name = mine ? reacted.get(room, m.id, emoji) : el.name.value.trim();
       if (!name) { showError('Please enter your name to react.'); el.name.focus(); return; }
     }
+    const who = token ? person : name;
     const target = room, g = gen;
     setBusy(e, true);
     try {
       const answer = mine ? await client.unreact(target, m.id, emoji, name) : await client.react(target, m.id, emoji, name);
-      if (mine) reacted.delete(target, m.id, emoji); else reacted.set(target, m.id, emoji, name);
+      if (mine) reacted.delete(target, m.id, emoji); else reacted.set(target, m.id, emoji, who);
       if (g !== gen) return;
       clearError();
       applyChange(ChatClient.changeFrom('reactions', answer));

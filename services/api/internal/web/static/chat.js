@@ -252,35 +252,41 @@
   // EditKeys remembers the messages posted from this browser: (room, id) -> the edit key of
   // the post's answer ('' when there was none, as with auth on). Kept as one JSON array of
   // [room + '\u0000' + id, key], oldest first, in storage, so every tab of the browser and a
-  // reload share it; at most max entries (the oldest are dropped).
+  // reload share it; at most max entries (the oldest are dropped). The parsed list is cached
+  // per storage for all clients of the page, and dropped when another tab changes it.
   const EDIT_KEYS = 'chat.editKeys';
+  let keyCache = new WeakMap(); // storage -> Map
+  global.addEventListener('storage', (ev) => {
+    if (ev.key === EDIT_KEYS || ev.key === null) keyCache = new WeakMap();
+  });
+
   class EditKeys {
     constructor(storage, max) {
       this.storage = storage;
       this.max = max;
-      this.map = null; // cache of the stored list; null: read it again
-      this.mem = new Map(); // without storage (or when it fails)
-      this._onStorage = (ev) => { if (ev.key === EDIT_KEYS || ev.key === null) this.map = null; };
-      if (storage) global.addEventListener('storage', this._onStorage);
+      this.mem = new Map(); // without storage (or while writing it fails)
     }
 
     _load() {
-      if (this.map) return this.map;
-      let map = this.mem;
-      if (this.storage) {
-        try {
-          const list = JSON.parse(this.storage.getItem(EDIT_KEYS) || '[]');
-          map = new Map(Array.isArray(list) ? list.filter((e) => Array.isArray(e) && e.length === 2) : []);
-          for (const [k, v] of this.mem) { map.delete(k); map.set(k, v); }
-        } catch (_) { map = new Map(this.mem); }
+      if (!this.storage) return this.mem;
+      let map = keyCache.get(this.storage);
+      if (map) return map;
+      try {
+        const list = JSON.parse(this.storage.getItem(EDIT_KEYS) || '[]');
+        map = new Map(Array.isArray(list) ? list.filter((e) => Array.isArray(e) && e.length === 2) : []);
+      } catch (_) {
+        map = new Map();
       }
-      this.map = map;
+      for (const [k, v] of this.mem) { map.delete(k); map.set(k, v); }
+      keyCache.set(this.storage, map);
       return map;
     }
 
-    _save(map) {
+    _update(fn) {
+      if (this.storage) keyCache.delete(this.storage); // another tab may have changed it
+      const map = this._load();
+      fn(map);
       while (map.size > this.max) map.delete(map.keys().next().value);
-      this.map = map;
       if (!this.storage) return;
       try {
         this.storage.setItem(EDIT_KEYS, JSON.stringify([...map]));
@@ -292,25 +298,17 @@
 
     get(room, id) {
       const v = this._load().get(room + '\u0000' + id);
-      return v === undefined ? null : v;
+      return typeof v === 'string' ? v : null;
     }
 
     set(room, id, key) {
-      this.map = null; // another tab may have added some
-      const map = this._load();
       const k = room + '\u0000' + id;
-      map.delete(k);
-      map.set(k, key);
-      this._save(map);
+      this._update((map) => { map.delete(k); map.set(k, key); });
     }
 
     delete(room, id) {
-      this.map = null;
-      const map = this._load();
-      if (map.delete(room + '\u0000' + id)) this._save(map);
+      this._update((map) => map.delete(room + '\u0000' + id));
     }
-
-    close() { if (this.storage) global.removeEventListener('storage', this._onStorage); }
   }
 
   function defaultStorage() {
@@ -401,7 +399,6 @@
     close() {
       this.disconnect();
       this._rooms.clear();
-      this._keys.close();
       global.removeEventListener('online', this._online);
       global.removeEventListener('offline', this._offline);
     }
