@@ -102,17 +102,6 @@
   });
   window.chatApp = { client }; // for debugging and tests
 
-  // --- message list ---
-
-  function fmtTime(iso) {
-    const d = new Date(iso);
-    if (isNaN(d)) return '';
-    const now = new Date();
-    const time = d.toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' });
-    if (d.toDateString() === now.toDateString()) return time;
-    return d.toLocaleDateString([], { year: 'numeric', month: 'short', day: 'numeric' }) + ' ' + time;
-  }
-
   // --- remembered reactions ---
 
   // reacted remembers which reactions this browser made: room, id, emoji -> the name it was
