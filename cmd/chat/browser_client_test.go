@@ -61,7 +61,8 @@ type pageConfig struct {
 // helpers read (#state, #error, #messages li .text), and records in window.log every
 // state, error and getToken call.
 const pageScript = `
-window.log = { states: [], errors: [], tokenCalls: [] };
+window.log = { states: [], errors: [], tokenCalls: [], changes: [] };
+window.got = new Map(); // id -> message in its state (onMessage, then onChange applied)
 const cfg = window.pageConfig;
 let release;
 const fresh = new Promise((r) => { release = r; });
@@ -76,7 +77,9 @@ const opts = {
     text.textContent = m.message;
     li.append(text);
     document.getElementById('messages').append(li);
+    got.set(m.id, m);
   },
+  onChange(c) { log.changes.push(c); ChatClient.applyChange(got.get(c.id), c); },
   onState(s) { log.states.push(s); document.getElementById('state').textContent = s; },
   onError(e) { log.errors.push(e); document.getElementById('error').textContent = JSON.stringify(e); },
 };

@@ -270,9 +270,12 @@ func newBrowser(t *testing.T) context.Context {
 	return allocCtx
 }
 
-func newTab(t *testing.T, parent context.Context, name string) *tab {
+// newTab opens a tab: the browser's first when parent is newBrowser's context, else a tab
+// beside parent's (chromedp.WithNewBrowserContext(): in a browser context of its own, sharing
+// no storage with the others).
+func newTab(t *testing.T, parent context.Context, name string, opts ...chromedp.ContextOption) *tab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(parent)
+	ctx, cancel := chromedp.NewContext(parent, opts...)
 	t.Cleanup(cancel)
 	tb := &tab{t: t, name: name, ctx: ctx}
 	if err := chromedp.Do(ctx); err != nil { // starts the browser or opens the tab

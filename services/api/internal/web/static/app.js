@@ -6,6 +6,15 @@
  * that page, so the seam between history and live messages has no gap and no duplicate. The list
  * is keyed and ordered by seq, so messages from history, the socket and our own POST responses
  * merge without doubles.
+ *
+ * Changes (issue 11): each message shows its reactions (counts, live) with a button to add one
+ * from the allowlist; a reaction of yours (remembered in localStorage, with the name it was made
+ * under) is pressed, and pressing it again takes it back. Messages this browser posted have Edit
+ * and Delete: with auth off those whose edit key this browser holds (chat.js keeps them), with
+ * auth on those it posted (the server decides: a 403 shows as an error). An edit is inline (Enter
+ * saves, Shift+Enter is a new line, Escape cancels); a deletion asks once more and leaves a
+ * tombstone. Changes arriving for messages not shown yet are kept briefly, so a page of history
+ * that was read before them still ends in their state.
  */
 (function () {
   'use strict';
@@ -13,6 +22,10 @@
   const PAGE = 50;         // history page size
   const MAX_SHOWN = 1000;  // messages kept in the DOM when following the live end
   const NAME_KEY = 'chat.name';
+  const REACTED_KEY = 'chat.reacted'; // [[room \0 id \0 emoji, the name reacted under, or '@iss sub' with a token], ...]
+  const MAX_REACTED = 500;            // reactions remembered (the oldest are forgotten)
+  const MAX_RECENT = 500;             // recent changes kept for messages shown later
+  const DEFAULT_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -25,8 +38,12 @@
 
   let room = null;
   let gen = 0;              // bumps on every room switch; stale async results are dropped
-  let shown = new Map();    // seq -> <li>
+  let shown = new Map();    // seq -> entry {msg, li, ...} (see render)
+  let byId = new Map();     // id -> entry
   let seqs = [];            // shown seqs, ascending
+  let recent = new Map();   // id -> changes received for it (the last MAX_RECENT over all ids)
+  let recentCount = 0;
+  let allowed = DEFAULT_REACTIONS.slice(); // the reactions offered
   let hasOlder = false;
   let sending = false;
   let queued = false;       // Send pressed while a send was in flight
@@ -47,6 +64,18 @@
     }
   } catch (_) { /* storage disabled */ }
 
+  // person is who reacts as far as this page can tell: the token's subject with auth on (the
+  // server checks the token; this is only to show which reactions are yours), else ''.
+  function tokenPerson(t) {
+    try {
+      const p = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+      return '@' + String(p.iss || '') + ' ' + String(p.sub || '');
+    } catch (_) {
+      return '@';
+    }
+  }
+  const person = token ? tokenPerson(token) : '';
+
   const SIGNED_OUT = 'Live updates stopped: your sign-in was refused or has expired. ' +
     'Open this page again with a fresh ?token= to continue.';
 
@@ -57,6 +86,7 @@
       const follow = atBottom();
       if (add(msg) && follow) { trim(); scrollToBottom(); }
     },
+    onChange(change) { applyChange(change); },
     onState(state) {
       el.state.textContent = state === 'auth_failed' ? 'signed out' : state;
       el.state.dataset.state = state;
@@ -72,6 +102,38 @@
   });
   window.chatApp = { client }; // for debugging and tests
 
+  // --- remembered reactions ---
+
+  // reacted remembers which reactions this browser made: room, id, emoji -> the name it was
+  // made under (with a token: '@iss sub'), in localStorage shared by the browser's tabs.
+  const reacted = {
+    cache: null,
+    load() {
+      if (this.cache) return this.cache;
+      let m = new Map();
+      try {
+        const list = JSON.parse(localStorage.getItem(REACTED_KEY) || '[]');
+        if (Array.isArray(list)) m = new Map(list.filter((e) => Array.isArray(e) && e.length === 2));
+      } catch (_) { /* storage disabled or garbled: start empty */ }
+      this.cache = m;
+      return m;
+    },
+    key(r, id, emoji) { return r + '\u0000' + id + '\u0000' + emoji; },
+    get(r, id, emoji) { return this.load().get(this.key(r, id, emoji)); },
+    update(fn) {
+      this.cache = null; // another tab may have changed it
+      const m = this.load();
+      fn(m);
+      while (m.size > MAX_REACTED) m.delete(m.keys().next().value);
+      try { localStorage.setItem(REACTED_KEY, JSON.stringify([...m])); } catch (_) { /* kept for this page */ }
+    },
+    set(r, id, emoji, name) { this.update((m) => { const k = this.key(r, id, emoji); m.delete(k); m.set(k, name); }); },
+    delete(r, id, emoji) { this.update((m) => m.delete(this.key(r, id, emoji))); },
+  };
+  window.addEventListener('storage', (ev) => {
+    if (ev.key === REACTED_KEY || ev.key === null) { reacted.cache = null; shown.forEach(paintReactions); }
+  });
+
   // --- message list ---
 
   function fmtTime(iso) {
@@ -83,50 +145,227 @@
     return d.toLocaleDateString([], { year: 'numeric', month: 'short', day: 'numeric' }) + ' ' + time;
   }
 
+  function make(tag, className, text) {
+    const e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text != null) e.textContent = text;
+    return e;
+  }
+
+  function button(className, text, onClick) {
+    const b = make('button', className, text);
+    b.type = 'button';
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  // render builds the entry of a message: its <li> and the parts paint updates.
   function render(msg) {
-    const li = document.createElement('li');
-    li.className = 'msg';
+    const e = { msg, editor: null, confirming: false, busy: false, actionsMode: null };
+    const li = make('li', 'msg');
     li.dataset.seq = String(msg.seq);
-    const meta = document.createElement('div');
-    meta.className = 'meta';
-    const name = document.createElement('span');
-    name.className = 'name';
-    name.textContent = msg.name;
+    li.dataset.id = msg.id;
+    const meta = make('div', 'meta');
+    e.name = make('span', 'name');
     const time = document.createElement('time');
     time.dateTime = msg.sent_at;
     time.title = new Date(msg.sent_at).toLocaleString();
     time.textContent = fmtTime(msg.sent_at);
-    meta.append(name, time);
-    const text = document.createElement('div');
-    text.className = 'text';
-    text.textContent = msg.message;
-    li.append(meta, text);
-    return li;
+    e.edited = make('span', 'edited', '(edited)');
+    e.actions = make('span', 'msg-actions');
+    meta.append(e.name, time, e.edited, e.actions);
+    e.body = make('div', 'body');
+    e.reactions = make('div', 'reactions');
+    e.reactions.setAttribute('role', 'group');
+    e.reactions.setAttribute('aria-label', 'Reactions');
+    e.picker = make('span', 'picker');
+    e.picker.hidden = true;
+    e.addReaction = button('add-reaction', '☺+', () => setPicker(e, e.picker.hidden));
+    e.addReaction.title = 'Add a reaction';
+    e.addReaction.setAttribute('aria-label', 'Add a reaction');
+    e.addReaction.setAttribute('aria-expanded', 'false');
+    e.reactions.append(e.addReaction, e.picker);
+    li.append(meta, e.body, e.reactions);
+    li.addEventListener('keydown', (ev) => {
+      if (ev.key !== 'Escape') return;
+      if (!e.picker.hidden) { setPicker(e, false); e.addReaction.focus(); ev.stopPropagation(); }
+      else if (e.confirming) { e.confirming = false; paintActions(e); focusAction(e, 'delete'); ev.stopPropagation(); }
+    });
+    e.li = li;
+    paint(e);
+    return e;
+  }
+
+  // paint shows the entry's message in its current state.
+  function paint(e) {
+    const m = e.msg;
+    e.li.classList.toggle('deleted', !!m.deleted);
+    e.name.textContent = m.name;
+    e.name.hidden = !!m.deleted;
+    e.edited.hidden = m.deleted || !m.edited_at;
+    if (m.edited_at) e.edited.title = 'edited ' + new Date(m.edited_at).toLocaleString();
+    if (m.deleted) {
+      e.editor = null;
+      e.confirming = false;
+      if (!e.body.querySelector('.tombstone')) e.body.replaceChildren(make('div', 'tombstone', 'message deleted'));
+    } else if (!e.editor) {
+      let text = e.body.querySelector('.text');
+      if (!text) { text = make('div', 'text'); e.body.replaceChildren(text); }
+      if (text.textContent !== m.message) text.textContent = m.message;
+    }
+    paintActions(e);
+    paintReactions(e);
+  }
+
+  function canChange(m) {
+    // With a token the server knows who posted; without one, the edit key is the proof.
+    return !m.deleted && client.postedHere(room, m.id) && (!!token || !!client.editKey(room, m.id));
+  }
+
+  // paintActions shows Edit and Delete (or the delete confirmation) on messages we may change;
+  // the buttons are rebuilt only when what they are changes, so focus stays put.
+  function paintActions(e) {
+    const mode = !canChange(e.msg) || e.editor ? 'none' : e.confirming ? 'confirm' : 'normal';
+    if (mode === e.actionsMode) {
+      for (const b of e.actions.querySelectorAll('button')) b.disabled = e.busy;
+      return;
+    }
+    e.actionsMode = mode;
+    if (mode === 'none') { e.actions.replaceChildren(); return; }
+    if (mode === 'confirm') {
+      const yes = button('danger confirm-delete', 'Delete', () => removeMessage(e));
+      const no = button('cancel-delete', 'Cancel', () => { e.confirming = false; paintActions(e); focusAction(e, 'delete'); });
+      e.actions.replaceChildren(make('span', 'confirm-text', 'Delete this message?'), yes, no);
+      yes.disabled = no.disabled = e.busy;
+      return;
+    }
+    const edit = button('edit', 'Edit', () => startEdit(e));
+    edit.setAttribute('aria-label', 'Edit message');
+    const del = button('delete', 'Delete', () => { e.confirming = true; paintActions(e); focusAction(e, 'cancel-delete'); });
+    del.setAttribute('aria-label', 'Delete message');
+    e.actions.replaceChildren(edit, del);
+    for (const b of e.actions.querySelectorAll('button')) b.disabled = e.busy;
+  }
+
+  function focusAction(e, cls) {
+    const b = e.actions.querySelector('button.' + cls);
+    if (b) b.focus();
+  }
+
+  // reactionOrder: the allowed emoji first (in their order), then any others.
+  function reactionOrder(r) {
+    const have = Object.keys(r).filter((k) => r[k] > 0);
+    return allowed.filter((k) => have.includes(k)).concat(have.filter((k) => !allowed.includes(k)).sort());
+  }
+
+  // isMine: the reaction is remembered as made from this browser (with a token: by the same
+  // person; without one: under whichever name, which taking it back then uses).
+  function isMine(m, emoji) {
+    if (!(m.reactions && m.reactions[emoji] > 0)) return false;
+    const who = reacted.get(room, m.id, emoji);
+    return who !== undefined && (!token || who === person);
+  }
+
+  // paintReactions updates the reaction buttons in place (a focused one keeps focus).
+  function paintReactions(e) {
+    const m = e.msg;
+    e.reactions.hidden = !!m.deleted;
+    if (m.deleted) {
+      for (const b of e.reactions.querySelectorAll('button.reaction')) b.remove();
+      e.picker.hidden = true;
+      return;
+    }
+    const r = m.reactions || {};
+    const old = new Map([...e.reactions.querySelectorAll('button.reaction')].map((b) => [b.dataset.emoji, b]));
+    let before = e.addReaction;
+    for (const emoji of reactionOrder(r).reverse()) {
+      let b = old.get(emoji);
+      old.delete(emoji);
+      if (!b) {
+        b = button('reaction', '', () => toggleReaction(e, emoji));
+        b.dataset.emoji = emoji;
+      }
+      const mine = isMine(m, emoji);
+      const label = emoji + ' ' + r[emoji];
+      if (b.textContent !== label) b.textContent = label;
+      b.setAttribute('aria-pressed', String(mine));
+      b.title = r[emoji] + (r[emoji] === 1 ? ' reaction' : ' reactions') + (mine ? ' (yours: press to take it back)' : '');
+      b.disabled = e.busy;
+      if (b.nextSibling !== before) e.reactions.insertBefore(b, before);
+      before = b;
+    }
+    for (const b of old.values()) {
+      if (document.activeElement === b) e.addReaction.focus();
+      b.remove();
+    }
+    e.addReaction.disabled = e.busy;
+    for (const b of e.picker.children) {
+      b.disabled = e.busy;
+      b.setAttribute('aria-pressed', String(isMine(m, b.dataset.emoji)));
+    }
+  }
+
+  function setPicker(e, open) {
+    if (open && !e.picker.children.length) {
+      for (const emoji of allowed) {
+        const b = button('pick', emoji, () => { setPicker(e, false); e.addReaction.focus(); toggleReaction(e, emoji); });
+        b.dataset.emoji = emoji;
+        b.setAttribute('aria-label', 'React with ' + emoji);
+        e.picker.append(b);
+      }
+      paintReactions(e);
+    }
+    e.picker.hidden = !open;
+    e.addReaction.setAttribute('aria-expanded', String(open));
+    if (open && e.picker.firstChild) e.picker.firstChild.focus();
   }
 
   // add inserts msg in seq order unless already shown; it reports whether it did.
   function add(msg) {
-    if (!msg || !Number.isSafeInteger(msg.seq) || typeof msg.name !== 'string' ||
+    if (!msg || !Number.isSafeInteger(msg.seq) || typeof msg.id !== 'string' || typeof msg.name !== 'string' ||
         typeof msg.message !== 'string' || shown.has(msg.seq)) return false;
+    // Changes that came before the message was shown (it may come from a page of history read
+    // before them): applying them again is harmless, each part keeps its newest change.
+    for (const c of (recent.get(msg.id) || []).slice().sort((x, y) => x.seq - y.seq)) ChatClient.applyChange(msg, c);
     let lo = 0, hi = seqs.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       if (seqs[mid] < msg.seq) lo = mid + 1; else hi = mid;
     }
-    const li = render(msg);
-    el.list.insertBefore(li, lo < seqs.length ? shown.get(seqs[lo]) : null);
+    const e = render(msg);
+    el.list.insertBefore(e.li, lo < seqs.length ? shown.get(seqs[lo]).li : null);
     seqs.splice(lo, 0, msg.seq);
-    shown.set(msg.seq, li);
+    shown.set(msg.seq, e);
+    byId.set(msg.id, e);
     el.empty.hidden = true;
     return true;
+  }
+
+  // applyChange applies a change (a frame, or the answer to our own change) to its message.
+  function applyChange(c) {
+    if (!c || c.room !== room) return;
+    const list = recent.get(c.id) || [];
+    recent.delete(c.id);
+    list.push(c);
+    recent.set(c.id, list); // the most recently changed last
+    for (recentCount++; recentCount > MAX_RECENT;) {
+      const [id, l] = recent.entries().next().value;
+      l.shift();
+      recentCount--;
+      if (!l.length) recent.delete(id);
+    }
+    const e = byId.get(c.id);
+    if (e && ChatClient.applyChange(e.msg, c)) paint(e);
   }
 
   // trim drops the oldest messages when following a busy room, so the page stays light.
   function trim() {
     if (seqs.length <= MAX_SHOWN) return;
     for (const seq of seqs.splice(0, seqs.length - MAX_SHOWN)) {
-      shown.get(seq).remove();
+      const e = shown.get(seq);
+      e.li.remove();
       shown.delete(seq);
+      byId.delete(e.msg.id);
     }
     setOlder(true);
   }
@@ -134,7 +373,134 @@
   function clearList() {
     el.list.replaceChildren();
     shown = new Map();
+    byId = new Map();
     seqs = [];
+    recent = new Map();
+    recentCount = 0;
+  }
+
+  // --- changing messages ---
+
+  function startEdit(e) {
+    if (e.editor || e.msg.deleted) return;
+    const box = make('textarea', 'edit-box');
+    box.value = e.msg.message;
+    box.rows = Math.min(8, e.msg.message.split('\n').length + 1);
+    box.setAttribute('aria-label', 'Edit message');
+    const save = button('primary save-edit', 'Save', () => saveEdit(e));
+    const cancel = button('cancel-edit', 'Cancel', () => endEdit(e));
+    const row = make('div', 'edit-actions');
+    row.append(make('span', 'hint', 'Enter to save, Escape to cancel'), cancel, save);
+    const wrap = make('div', 'editor');
+    wrap.append(box, row);
+    box.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.altKey && !ev.isComposing && ev.keyCode !== 229) {
+        ev.preventDefault();
+        saveEdit(e);
+      } else if (ev.key === 'Escape') {
+        ev.preventDefault();
+        ev.stopPropagation();
+        endEdit(e);
+      }
+    });
+    e.editor = { wrap, box, save, cancel };
+    e.body.replaceChildren(wrap);
+    paintActions(e);
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  // endEdit closes the editor and shows the message as it now is.
+  function endEdit(e) {
+    if (!e.editor) return;
+    const hadFocus = e.editor.wrap.contains(document.activeElement);
+    e.editor = null;
+    e.body.replaceChildren();
+    paint(e);
+    if (hadFocus) {
+      if (e.actions.querySelector('button.edit')) focusAction(e, 'edit');
+      else el.message.focus();
+    }
+  }
+
+  async function saveEdit(e) {
+    const ed = e.editor;
+    if (!ed || e.busy) return;
+    const text = ed.box.value;
+    if (!text.trim()) { showError('The message must not be empty (use Delete to take it back).'); ed.box.focus(); return; }
+    if ([...text.trim()].length > 4096) { showError('The message is too long (at most 4096 characters).'); ed.box.focus(); return; }
+    if (text.trim() === e.msg.message) { endEdit(e); return; }
+    const target = room, g = gen;
+    setBusy(e, true);
+    try {
+      const answer = await client.edit(target, e.msg.id, text);
+      if (g !== gen) return;
+      clearError();
+      applyChange(ChatClient.changeFrom('edited', answer));
+      endEdit(e);
+    } catch (err) {
+      if (g !== gen) return;
+      showError('Not saved: ' + describe(err));
+      if (err.status === 404 || err.status === 409) endEdit(e); // gone or deleted: nothing to edit
+      else if (e.editor) e.editor.box.focus();
+    } finally {
+      setBusy(e, false);
+    }
+  }
+
+  async function removeMessage(e) {
+    if (e.busy) return;
+    const target = room, g = gen;
+    setBusy(e, true);
+    try {
+      const answer = await client.remove(target, e.msg.id);
+      if (g !== gen) return;
+      clearError();
+      e.confirming = false;
+      applyChange(ChatClient.changeFrom('deleted', answer));
+      paint(e);
+      el.message.focus();
+    } catch (err) {
+      if (g !== gen) return;
+      e.confirming = false;
+      paintActions(e);
+      showError('Not deleted: ' + describe(err));
+    } finally {
+      setBusy(e, false);
+    }
+  }
+
+  async function toggleReaction(e, emoji) {
+    const m = e.msg;
+    if (m.deleted || e.busy) return;
+    const mine = isMine(m, emoji);
+    let name = '';
+    if (!token) {
+      name = mine ? reacted.get(room, m.id, emoji) : el.name.value.trim();
+      if (!name) { showError('Please enter your name to react.'); el.name.focus(); return; }
+    }
+    const who = token ? person : name;
+    const target = room, g = gen;
+    setBusy(e, true);
+    try {
+      const answer = mine ? await client.unreact(target, m.id, emoji, name) : await client.react(target, m.id, emoji, name);
+      if (mine) reacted.delete(target, m.id, emoji); else reacted.set(target, m.id, emoji, who);
+      if (g !== gen) return;
+      clearError();
+      applyChange(ChatClient.changeFrom('reactions', answer));
+    } catch (err) {
+      if (g !== gen) return;
+      showError('Reaction not saved: ' + describe(err));
+    } finally {
+      setBusy(e, false);
+    }
+  }
+
+  function setBusy(e, busy) {
+    e.busy = busy;
+    if (e.editor) { e.editor.save.disabled = busy; e.editor.box.readOnly = busy; }
+    paintActions(e);
+    paintReactions(e);
   }
 
   function atBottom() {
@@ -231,6 +597,8 @@
       let s = e.error;
       if (e.status === 401) s = 'not signed in: ' + s + ' (open this page again with a fresh ?token=)';
       else if (e.status === 403) s = 'not allowed: ' + s;
+      else if (e.status === 404) s = 'not found: ' + s;
+      else if (e.status === 409) s = 'conflict: ' + s;
       else if (e.status === 429) s = 'too many messages: ' + s + (e.retryAfter != null ? ' (try again in ' + e.retryAfter + ' s)' : '');
       else if (e.status >= 500) s += ' (try again; it will not be posted twice)';
       return s;

@@ -7,7 +7,17 @@
  *     url:          'wss://host/ws',  // optional; default: same-origin /ws (ws: or wss: by page scheme)
  *     baseURL:      '',               // optional; HTTP API origin for post/history, default same origin
  *     onMessage(msg)     {},          // {id, room, name, message, sent_at, seq}: each message of a
- *                                     //   subscribed room, exactly once, in seq order per room
+ *                                     //   subscribed room, exactly once, in seq order per room.
+ *                                     //   A message resumed from an old cursor may come in its
+ *                                     //   current state: edited_at, deleted: true (a tombstone:
+ *                                     //   name and message ""), reactions {emoji: count}
+ *     onChange(change)   {},          // a change to a message of a subscribed room:
+ *                                     //   {type:'edited', room, id, seq, message, edited_at}
+ *                                     //   {type:'deleted', room, id, seq}
+ *                                     //   {type:'reactions', room, id, seq, reactions: {emoji: count}}
+ *                                     //   id is the changed message's, seq the change's own (messages
+ *                                     //   and changes share one order and one since cursor); once
+ *                                     //   each, in seq order. Apply with ChatClient.applyChange.
  *     onState(state)     {},          // 'connecting' | 'live' | 'reconnecting' | 'offline' |
  *                                     //   'auth_failed' (token refused and no fresh one: stopped)
  *     onSubscribed(frame){},          // {type:'subscribed', room, seq}: once per (re)subscription
@@ -17,6 +27,8 @@
  *                                     //   {source:'http', status, error, auth: true} for 401/403
  *     minDelay: 500, maxDelay: 30000, // reconnect backoff in ms (exponential, capped, with jitter)
  *     autoConnect: true,              // open the socket in the constructor
+ *     storage: localStorage,          // where post() keeps edit keys (null: in memory only)
+ *     maxEditKeys: 500,               // edit keys kept; the oldest are dropped beyond it
  *     token: null,                    // optional bearer token (JWT) when the server requires auth:
  *                                     //   sent as Authorization on post/history and as the first
  *                                     //   websocket frame {"type":"auth","token":...}
@@ -33,13 +45,37 @@
  *   client.subscribe(room, since)   // since (optional): last seq already shown; every later message is
  *                                   //   delivered once, in order. Without since: live from now.
  *   client.unsubscribe(room)
- *   client.lastSeq(room)            // last seq delivered (or given as since) for the room, or null
+ *   client.lastSeq(room)            // last seq delivered (message or change; or given as since) for
+ *                                   //   the room, or null
  *   client.state                    // current connection state (see onState)
  *   await client.post(room, name, message, idempotencyKey)
  *                                   // POST /rooms/{room}/messages; resolves to the stored message.
  *                                   //   Network errors and 502/503/504 are retried (twice, honouring
  *                                   //   Retry-After) with the same Idempotency-Key, so nothing doubles;
  *                                   //   omit the key to get a fresh random one. Rejects with ChatError.
+ *                                   //   Remembers the message as posted from here, with the edit_key
+ *                                   //   of the answer when the server gives one (auth off), in storage.
+ *   await client.edit(room, id, message)
+ *                                   // PATCH /rooms/{room}/messages/{id}: resolves to the message as it
+ *                                   //   now is, with change_seq (the edit's seq).
+ *   await client.remove(room, id)   // DELETE /rooms/{room}/messages/{id}: resolves to the tombstone
+ *                                   //   {id, room, name:'', message:'', sent_at, seq, deleted:true,
+ *                                   //   change_seq}; forgets the edit key.
+ *                                   //   edit and remove send the remembered edit key as header Edit-Key.
+ *   await client.react(room, id, emoji, name)
+ *   await client.unreact(room, id, emoji, name)
+ *                                   // POST /rooms/{room}/messages/{id}/reactions {emoji[, name]} and
+ *                                   //   DELETE /rooms/{room}/messages/{id}/reactions/{emoji}[?name=]:
+ *                                   //   resolve to {id, room, change_seq, reactions: {emoji: count}}.
+ *                                   //   name: who reacts when auth is off (with auth on the token says).
+ *                                   // All four: network errors and 502/503/504 are retried like post
+ *                                   //   (a change is idempotent); reject with ChatError: 404 unknown id,
+ *                                   //   403 not allowed, 409 the message is deleted, 400/413/429/503 as
+ *                                   //   post. 401 (and 403 to a request with a token) ask getToken as
+ *                                   //   post does; a 403 to a request without a token (a missing or
+ *                                   //   wrong edit key) rejects at once.
+ *   client.postedHere(room, id)     // this browser posted the message (remembered by post())
+ *   client.editKey(room, id)        // its edit key, or null
  *   await client.history(room, {before, after, limit})
  *                                   // GET /rooms/{room}/messages: array, oldest first. Rejects with ChatError.
  *   client.disconnect()             // close the socket, keep rooms and seqs (state 'offline')
@@ -51,6 +87,19 @@
  *   ChatClient.validRoom(room)      // 1-64 chars of [A-Za-z0-9_-]
  *   ChatClient.ChatError            // Error with .status (0 = network), .error (server reason),
  *                                   //   .retryAfter (seconds or null), .key (Idempotency-Key used)
+ *   ChatClient.applyChange(msg, change)
+ *                                   // applies a change (from onChange, or ChatClient.changeFrom) to a
+ *                                   //   message object (from onMessage, history or post) in place and
+ *                                   //   reports whether it changed. Part by part: the text (message,
+ *                                   //   edited_at), the reactions, the deletion (final: name, message,
+ *                                   //   edited_at and reactions go, later changes are ignored). A
+ *                                   //   change is ignored when its part already has one with that seq
+ *                                   //   or a later one (a part starts at the message's seq), so
+ *                                   //   applying the same change twice, or an answer and then its
+ *                                   //   frame, is harmless. What a client applies ends as history shows.
+ *   ChatClient.changeFrom(type, answer)
+ *                                   // the change an answer of edit ('edited'), remove ('deleted') or
+ *                                   //   react/unreact ('reactions') made (seq = change_seq), or null
  *
  * Reconnects: after any unexpected close (including 1012 "server restarting" and 1013 "too slow")
  * the client waits min(maxDelay, minDelay * 2^attempt), jittered to 50-100 %, reconnects and
@@ -131,6 +180,140 @@
   function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
   function noop() {}
   function isSeq(n) { return Number.isSafeInteger(n) && n >= 0; }
+  function isCounts(r) { return r != null && typeof r === 'object' && !Array.isArray(r); }
+
+  // counts copies a reactions object, keeping emoji with a positive count.
+  function counts(r) {
+    const out = {};
+    if (!isCounts(r)) return out;
+    for (const [e, n] of Object.entries(r)) if (Number.isSafeInteger(n) && n > 0) out[e] = n;
+    return out;
+  }
+
+  // The part seqs applyChange has applied to a message object: {content, reactions}. A part
+  // a message came with starts at the message's seq (every change to it has a higher one).
+  const partSeqs = new WeakMap();
+
+  function applyChange(msg, c) {
+    if (!msg || typeof msg !== 'object' || !c || !isSeq(c.seq) || msg.deleted) return false;
+    if ((c.id != null && c.id !== msg.id) || (c.room != null && msg.room != null && c.room !== msg.room)) return false;
+    let p = partSeqs.get(msg);
+    if (!p) {
+      const base = isSeq(msg.seq) ? msg.seq : 0;
+      p = { content: base, reactions: base };
+      partSeqs.set(msg, p);
+    }
+    switch (c.type) {
+      case 'edited':
+        if (c.seq <= p.content || typeof c.message !== 'string') return false;
+        msg.message = c.message;
+        if (typeof c.edited_at === 'string') msg.edited_at = c.edited_at;
+        p.content = c.seq;
+        return true;
+      case 'deleted':
+        msg.deleted = true;
+        msg.name = '';
+        msg.message = '';
+        delete msg.edited_at;
+        delete msg.reactions;
+        p.content = c.seq;
+        return true;
+      case 'reactions': {
+        if (c.seq <= p.reactions || !isCounts(c.reactions)) return false;
+        const r = counts(c.reactions);
+        if (Object.keys(r).length) msg.reactions = r; else delete msg.reactions;
+        p.reactions = c.seq;
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  function changeFrom(type, a) {
+    if (!a || typeof a !== 'object' || !isSeq(a.change_seq)) return null;
+    const c = { type, room: a.room, id: a.id, seq: a.change_seq };
+    switch (type) {
+      case 'edited':
+        if (a.deleted || typeof a.message !== 'string') return null;
+        c.message = a.message;
+        c.edited_at = a.edited_at;
+        return c;
+      case 'deleted':
+        return c;
+      case 'reactions':
+        c.reactions = counts(a.reactions);
+        return c;
+      default:
+        return null;
+    }
+  }
+
+  // EditKeys remembers the messages posted from this browser: (room, id) -> the edit key of
+  // the post's answer ('' when there was none, as with auth on). Kept as one JSON array of
+  // [room + '\u0000' + id, key], oldest first, in storage, so every tab of the browser and a
+  // reload share it; at most max entries (the oldest are dropped). The parsed list is cached
+  // per storage for all clients of the page, and dropped when another tab changes it.
+  const EDIT_KEYS = 'chat.editKeys';
+  let keyCache = new WeakMap(); // storage -> Map
+  global.addEventListener('storage', (ev) => {
+    if (ev.key === EDIT_KEYS || ev.key === null) keyCache = new WeakMap();
+  });
+
+  class EditKeys {
+    constructor(storage, max) {
+      this.storage = storage;
+      this.max = max;
+      this.mem = new Map(); // without storage (or while writing it fails)
+    }
+
+    _load() {
+      if (!this.storage) return this.mem;
+      let map = keyCache.get(this.storage);
+      if (map) return map;
+      try {
+        const list = JSON.parse(this.storage.getItem(EDIT_KEYS) || '[]');
+        map = new Map(Array.isArray(list) ? list.filter((e) => Array.isArray(e) && e.length === 2) : []);
+      } catch (_) {
+        map = new Map();
+      }
+      for (const [k, v] of this.mem) { map.delete(k); map.set(k, v); }
+      keyCache.set(this.storage, map);
+      return map;
+    }
+
+    _update(fn) {
+      if (this.storage) keyCache.delete(this.storage); // another tab may have changed it
+      const map = this._load();
+      fn(map);
+      while (map.size > this.max) map.delete(map.keys().next().value);
+      if (!this.storage) return;
+      try {
+        this.storage.setItem(EDIT_KEYS, JSON.stringify([...map]));
+        this.mem.clear();
+      } catch (_) {
+        this.mem = new Map(map); // storage full or disabled: keep them for this page
+      }
+    }
+
+    get(room, id) {
+      const v = this._load().get(room + '\u0000' + id);
+      return typeof v === 'string' ? v : null;
+    }
+
+    set(room, id, key) {
+      const k = room + '\u0000' + id;
+      this._update((map) => { map.delete(k); map.set(k, key); });
+    }
+
+    delete(room, id) {
+      this._update((map) => map.delete(room + '\u0000' + id));
+    }
+  }
+
+  function defaultStorage() {
+    try { return global.localStorage || null; } catch (_) { return null; } // disabled storage throws
+  }
 
   class ChatClient {
     constructor(opts = {}) {
@@ -139,12 +322,14 @@
       this.onMessage = opts.onMessage || noop;
       this.onState = opts.onState || noop;
       this.onSubscribed = opts.onSubscribed || noop;
+      this.onChange = opts.onChange || noop;
       this.onError = opts.onError || noop;
       this.minDelay = opts.minDelay ?? 500;
       this.maxDelay = opts.maxDelay ?? 30000;
       this.token = opts.token || null;
       this.getToken = typeof opts.getToken === 'function' ? opts.getToken : null;
       this._tokenRefresh = null; // promise of the token being fetched, shared by all callers
+      this._keys = new EditKeys(opts.storage === undefined ? defaultStorage() : opts.storage, opts.maxEditKeys ?? 500);
       this.state = 'offline';
       // room -> {last: seq delivered or given as since, floor: stream seq at a subscription
       // without since, awaiting: a subscribe was sent and its 'subscribed' frame not yet seen}
@@ -167,6 +352,12 @@
 
     static newKey() { return newKey(); }
     static validRoom(room) { return typeof room === 'string' && ROOM_RE.test(room); }
+    static applyChange(msg, change) { return applyChange(msg, change); }
+    static changeFrom(type, answer) { return changeFrom(type, answer); }
+
+    postedHere(room, id) { return this._keys.get(room, id) !== null; }
+
+    editKey(room, id) { return this._keys.get(room, id) || null; }
 
     lastSeq(room) {
       const r = this._rooms.get(room);
@@ -214,35 +405,33 @@
 
     async post(room, name, message, idempotencyKey, { retries = 2, signal } = {}) {
       const key = idempotencyKey || newKey();
-      const url = this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages';
-      const init = {
-        method: 'POST',
-        headers: this._headers({ 'Content-Type': 'application/json', 'Idempotency-Key': key }),
-        body: JSON.stringify({ name, message }),
-        signal,
-      };
-      let refreshed = false; // at most one fresh token per call
-      for (let attempt = 0; ; attempt++) {
-        let res;
-        try {
-          res = await fetch(url, init);
-        } catch (e) {
-          if ((signal && signal.aborted) || attempt >= retries) {
-            throw new ChatError(0, 'network error: ' + (e && e.message ? e.message : e), null, key);
-          }
-          await sleep(this._delay(attempt));
-          continue;
-        }
-        if (res.ok) return res.json();
-        const err = await ChatError.fromResponse(res, key);
-        if (AUTH_STATUS.includes(res.status) && !refreshed) {
-          refreshed = true;
-          if (await this._refreshAfterHTTP(init, res.status, err)) { attempt--; continue; }
-          throw err;
-        }
-        if (attempt >= retries || ![502, 503, 504].includes(res.status)) throw err;
-        await sleep(err.retryAfter != null ? Math.min(err.retryAfter, 10) * 1000 : this._delay(attempt));
+      const msg = await this._request('POST', this._messagesURL(room), { name, message },
+        { 'Idempotency-Key': key }, { retries, signal, key });
+      if (msg && typeof msg.id === 'string') {
+        this._keys.set(room, msg.id, typeof msg.edit_key === 'string' ? msg.edit_key : '');
       }
+      return msg;
+    }
+
+    edit(room, id, message, opts) {
+      return this._request('PATCH', this._messageURL(room, id), { message }, this._editKeyHeader(room, id), opts);
+    }
+
+    async remove(room, id, opts) {
+      const tomb = await this._request('DELETE', this._messageURL(room, id), undefined, this._editKeyHeader(room, id), opts);
+      this._keys.delete(room, id); // a deletion is final: the key is of no more use
+      return tomb;
+    }
+
+    react(room, id, emoji, name, opts) {
+      const body = { emoji };
+      if (name != null && name !== '') body.name = name;
+      return this._request('POST', this._messageURL(room, id) + '/reactions', body, {}, opts);
+    }
+
+    unreact(room, id, emoji, name, opts) {
+      const q = name != null && name !== '' ? '?' + new URLSearchParams({ name }).toString() : '';
+      return this._request('DELETE', this._messageURL(room, id) + '/reactions/' + encodeURIComponent(emoji) + q, undefined, {}, opts);
     }
 
     async history(room, { before, after, limit } = {}) {
@@ -270,6 +459,49 @@
     }
 
     // --- internals ---
+
+    _messagesURL(room) { return this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages'; }
+
+    _messageURL(room, id) { return this._messagesURL(room) + '/' + encodeURIComponent(id); }
+
+    _editKeyHeader(room, id) {
+      const k = this.editKey(room, id);
+      return k ? { 'Edit-Key': k } : {};
+    }
+
+    // _request sends a JSON request (body undefined: none) and resolves to the answer's JSON.
+    // Network errors and 502/503/504 are retried (honouring Retry-After); 401/403 ask for a
+    // fresh token once (a 403 only when the request carried a token: without one it concerns
+    // the request, not a token). Rejects with ChatError.
+    async _request(method, url, body, headers, { retries = 2, signal, key = null } = {}) {
+      const h = this._headers(headers);
+      if (body !== undefined) h['Content-Type'] = 'application/json';
+      const init = { method, headers: h, signal };
+      if (body !== undefined) init.body = JSON.stringify(body);
+      let refreshed = false; // at most one fresh token per call
+      for (let attempt = 0; ; attempt++) {
+        let res;
+        try {
+          res = await fetch(url, init);
+        } catch (e) {
+          if ((signal && signal.aborted) || attempt >= retries) {
+            throw new ChatError(0, 'network error: ' + (e && e.message ? e.message : e), null, key);
+          }
+          await sleep(this._delay(attempt));
+          continue;
+        }
+        if (res.ok) return res.json();
+        const err = await ChatError.fromResponse(res, key);
+        const tokenRefused = res.status === 401 || (res.status === 403 && init.headers['Authorization']);
+        if (tokenRefused && !refreshed) {
+          refreshed = true;
+          if (await this._refreshAfterHTTP(init, res.status, err)) { attempt--; continue; }
+          throw err;
+        }
+        if (attempt >= retries || ![502, 503, 504].includes(res.status)) throw err;
+        await sleep(err.retryAfter != null ? Math.min(err.retryAfter, 10) * 1000 : this._delay(attempt));
+      }
+    }
 
     _headers(h) {
       h['Accept'] = 'application/json';
@@ -413,7 +645,24 @@
           if (r.last != null && f.seq <= r.last) return; // already delivered
           r.last = f.seq;
           const msg = { id: f.id, room: f.room, name: f.name, message: f.message, sent_at: f.sent_at, seq: f.seq };
+          // The current state of a message resumed from history (MongoDB).
+          if (typeof f.edited_at === 'string') msg.edited_at = f.edited_at;
+          if (f.deleted === true) msg.deleted = true;
+          if (isCounts(f.reactions) && Object.keys(counts(f.reactions)).length) msg.reactions = counts(f.reactions);
           try { this.onMessage(msg); } catch (e) { console.error(e); }
+          return;
+        }
+        case 'edited':
+        case 'deleted':
+        case 'reactions': {
+          const r = this._rooms.get(f.room);
+          if (!r || r.awaiting || !isSeq(f.seq) || typeof f.id !== 'string') return;
+          if (r.last != null && f.seq <= r.last) return; // already delivered
+          r.last = f.seq;
+          const c = { type: f.type, room: f.room, id: f.id, seq: f.seq };
+          if (f.type === 'edited') { c.message = String(f.message ?? ''); c.edited_at = f.edited_at; }
+          if (f.type === 'reactions') c.reactions = counts(f.reactions);
+          try { this.onChange(c); } catch (e) { console.error(e); }
           return;
         }
         case 'subscribed': {
