@@ -14,7 +14,7 @@ require (
 	github.com/prometheus/common v0.64.0
 )
 
-require github.com/chatrt/chat/pkg v0.0.0 // indirect
+require github.com/chatrt/chat/pkg v0.0.0
 
 require (
 	filippo.io/edwards25519 v1.1.0 // indirect
