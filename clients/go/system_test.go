@@ -190,7 +190,11 @@ func (c *collector) handle(m chatclient.Msg) {
 func (c *collector) options() []chatclient.SubscribeOption {
 	return []chatclient.SubscribeOption{
 		chatclient.OnEvent(func(e chatclient.Event) { c.mu.Lock(); c.events = append(c.events, e); c.mu.Unlock() }),
-		chatclient.OnSkipped(func(f chatclient.Frame) { c.mu.Lock(); c.wrong = append(c.wrong, "skipped "+string(f.Data)); c.mu.Unlock() }),
+		chatclient.OnSkipped(func(f chatclient.Frame) {
+			c.mu.Lock()
+			c.wrong = append(c.wrong, "skipped "+string(f.Data))
+			c.mu.Unlock()
+		}),
 	}
 }
 
