@@ -22,6 +22,8 @@ var (
 	// ErrRejected: the server rejected the request itself (HTTP 400, close 1008 or 1009):
 	// trying again would be rejected again.
 	ErrRejected = errors.New("chatclient: rejected by the server")
+	// ErrConnectionLost: the connection ended and MaxReconnects allowed no reconnection.
+	ErrConnectionLost = errors.New("chatclient: connection lost")
 )
 
 // CloseError is a websocket close the server sent (or 1006 when the connection ended

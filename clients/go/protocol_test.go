@@ -544,3 +544,28 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxReconnects: MaxReconnects(0) ends the subscription at its first disconnection,
+// with the close in its error, after the Disconnected event.
+func TestMaxReconnects(t *testing.T) {
+	f := newFake(t, func(t *testing.T, n int, w http.ResponseWriter, r *http.Request) {
+		conn := upgrade(t, w, r)
+		send(conn, `{"type":"subscribed","room":"r","seq":1}`, msg("r", 2))
+		closeWith(conn, websocket.CloseTryAgainLater, "too slow")
+	})
+	rec := newRecorder()
+	sub, err := fastClient(t, []string{f.url}).Subscribe(ctx10(t), "r", rec.handler, append(rec.opts(), MaxReconnects(0))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-sub.Closed()
+	var ce *CloseError
+	if err := sub.Err(); !errors.Is(err, ErrConnectionLost) || !errors.As(err, &ce) || ce.Code != 1013 {
+		t.Errorf("Err = %v, want ErrConnectionLost with close 1013", err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.msgs) != 1 || len(rec.events) != 2 || rec.events[1].Code != 1013 || len(f.requests()) != 1 {
+		t.Errorf("msgs %v, events %v, %d connections", seqs(rec.msgs), rec.events, len(f.requests()))
+	}
+}

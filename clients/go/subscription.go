@@ -30,16 +30,21 @@ const maxFrame = 1 << 20
 type SubscribeOption func(*subOptions)
 
 type subOptions struct {
-	since     *uint64
-	onFrame   func(Frame)
-	onSkipped func(Frame)
-	onEvent   func(Event)
+	since         *uint64
+	maxReconnects int
+	onFrame       func(Frame)
+	onSkipped     func(Frame)
+	onEvent       func(Event)
 }
 
 // Since starts after seq: every message (and change) of the room with a higher seq is
 // delivered, however old (the pushers serve old ranges from history). Without it the
 // subscription starts live: with the messages after its "subscribed" frame.
 func Since(seq uint64) SubscribeOption { return func(o *subOptions) { o.since = &seq } }
+
+// MaxReconnects ends the subscription at its n+1st disconnection instead of reconnecting
+// (Err then wraps ErrConnectionLost and the close); 0: at the first. Default: unlimited.
+func MaxReconnects(n int) SubscribeOption { return func(o *subOptions) { o.maxReconnects = max(n, 0) } }
 
 // OnFrame handles the frames that are not messages (see Frame). It runs on the
 // subscription's goroutine, in arrival order with the message handler's calls; frames
@@ -113,6 +118,8 @@ type Subscription struct {
 	fails  int    // unstable connections and failed rounds since the last stable connection; run goroutine only
 	tok    string // the token the current connection was made with; run goroutine only
 
+	reconnects int // run goroutine only
+
 	ctx      context.Context // ends at Stop
 	cancel   context.CancelFunc
 	stopped  chan struct{} // closed by Stop: no more deliveries
@@ -154,6 +161,7 @@ func (c *Client) subscribe(ctx context.Context, room string, handler func(Msg), 
 		return nil, fmt.Errorf("%w %q: %v", ErrInvalidRoom, room, err)
 	}
 	s := &Subscription{c: c, room: room, handler: handler, ch: ch, stopped: make(chan struct{}), closed: make(chan struct{})}
+	s.o.maxReconnects = -1
 	for _, opt := range opts {
 		opt(&s.o)
 	}
@@ -245,7 +253,8 @@ func sendClose(conn *websocket.Conn) {
 func (s *Subscription) Closed() <-chan struct{} { return s.closed }
 
 // Err is why the subscription ended, once Closed is: nil after Stop, Drain or
-// Client.Close; otherwise an error wrapping ErrUnauthorized, ErrForbidden or ErrRejected.
+// Client.Close; otherwise an error wrapping ErrUnauthorized, ErrForbidden, ErrRejected or
+// ErrConnectionLost.
 func (s *Subscription) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -289,6 +298,11 @@ func (s *Subscription) run(conn *websocket.Conn) {
 			s.end(err)
 			return
 		}
+		if s.o.maxReconnects >= 0 && s.reconnects >= s.o.maxReconnects {
+			s.end(fmt.Errorf("%w: %w", ErrConnectionLost, err))
+			return
+		}
+		s.reconnects++
 		if code == websocket.CloseServiceRestart {
 			s.next = (s.next + 1) % len(s.c.urls) // that pusher is going away: start with the next one
 		}
