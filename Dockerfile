@@ -16,14 +16,15 @@ RUN case "${SERVICE}" in api|persister|pusher|chat) ;; \
       *) echo "SERVICE must be api, persister, pusher or chat, got '${SERVICE}'" >&2; exit 1 ;; esac
 WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
-# go.work ties the modules; deploy contributes only its module files and cmd/healthcheck;
-# harness is a workspace module (the all-in-one's embedded servers live there).
+# go.work ties the modules: each one it lists must be here (deploy contributes only its
+# module files and cmd/healthcheck; the all-in-one's embedded servers live in harness).
 # Modules are fetched by the build itself (only those it needs) into a cache mount.
 COPY go.work go.work.sum* ./
 COPY pkg ./pkg
 COPY services ./services
 COPY cmd ./cmd
 COPY harness ./harness
+COPY clients ./clients
 COPY deploy/go.mod deploy/go.sum ./deploy/
 COPY deploy/cmd ./deploy/cmd
 # The all-in-one is cmd/chat, the services services/<name>. /out/data becomes the

@@ -244,6 +244,7 @@ func TestDockerignore(t *testing.T) {
 		"services/api/internal/web/x.js": false,
 		"cmd/chat/main.go":               false,
 		"harness/embedded/embedded.go":   false,
+		"clients/go/client.go":           false,
 		"cmd/chat/data/nats/x":           true,
 		"deploy/go.mod":                  false,
 		"deploy/cmd/healthcheck/main.go": false,
