@@ -39,61 +39,125 @@ func parseDockerfile(t *testing.T, path string) []dockerInstruction {
 	return out
 }
 
-func TestDockerfile(t *testing.T) {
-	root := repoRoot(t)
-	ins := parseDockerfile(t, filepath.Join(root, "Dockerfile"))
-	var stages [][]dockerInstruction // instructions per FROM
+// dockerStage is one FROM of a Dockerfile: its base (image or earlier stage), its name
+// (AS ...) and its instructions after the FROM.
+type dockerStage struct {
+	from, name string
+	ins        []dockerInstruction
+}
+
+// dockerStages splits a Dockerfile into its global ARGs (before the first FROM) and its
+// stages.
+func dockerStages(t *testing.T, ins []dockerInstruction) (globals []dockerInstruction, stages []dockerStage) {
+	t.Helper()
 	for _, in := range ins {
 		if in.cmd == "FROM" {
-			stages = append(stages, nil)
+			from, name, _ := strings.Cut(in.args, " AS ")
+			stages = append(stages, dockerStage{from: strings.TrimSpace(from), name: strings.TrimSpace(name)})
+			continue
 		}
 		if len(stages) == 0 {
 			if in.cmd != "ARG" {
 				t.Fatalf("%s before the first FROM", in.cmd)
 			}
+			globals = append(globals, in)
 			continue
 		}
-		stages[len(stages)-1] = append(stages[len(stages)-1], in)
+		stages[len(stages)-1].ins = append(stages[len(stages)-1].ins, in)
 	}
-	if len(stages) != 2 {
-		t.Fatalf("%d stages, want 2 (build, runtime)", len(stages))
+	return globals, stages
+}
+
+func (s dockerStage) text() string {
+	var b strings.Builder
+	for _, in := range s.ins {
+		b.WriteString(in.cmd + " " + in.args + "\n")
 	}
-	build, final := stages[0], stages[1]
-	if !regexp.MustCompile(`^golang:\S+ AS build$`).MatchString(build[0].args) {
-		t.Errorf("build stage FROM %q", build[0].args)
+	return b.String()
+}
+
+func (s dockerStage) has(cmd, args string) bool {
+	return slices.ContainsFunc(s.ins, func(in dockerInstruction) bool { return in.cmd == cmd && in.args == args })
+}
+
+// dockerfileImages are the values of --build-arg SERVICE: the services and the all-in-one.
+var dockerfileImages = []string{"api", "persister", "pusher", "chat"}
+
+// TestDockerfile: one Dockerfile builds every image: a build stage (static binary), a
+// distroless nonroot runtime, one image-<SERVICE> stage per service (the runtime as it is)
+// and for the all-in-one (plus its data volume), and the final stage picked by SERVICE.
+func TestDockerfile(t *testing.T) {
+	root := repoRoot(t)
+	globals, stages := dockerStages(t, parseDockerfile(t, filepath.Join(root, "Dockerfile")))
+	if !slices.ContainsFunc(globals, func(in dockerInstruction) bool { return in.args == "SERVICE=api" }) {
+		t.Errorf("no global ARG SERVICE=api before the first FROM: %v", globals)
 	}
-	if !strings.HasPrefix(final[0].args, "gcr.io/distroless/static") || !strings.Contains(final[0].args, "nonroot") {
-		t.Errorf("runtime stage FROM %q, want distroless static nonroot", final[0].args)
+	byName := map[string]dockerStage{}
+	for _, s := range stages {
+		byName[s.name] = s
 	}
-	for _, stage := range stages {
-		if !slices.ContainsFunc(stage, func(in dockerInstruction) bool { return in.cmd == "ARG" && in.args == "SERVICE=api" }) {
-			t.Errorf("stage %q lacks ARG SERVICE=api", stage[0].args)
+	build, final := byName["build"], byName["runtime"]
+	if !regexp.MustCompile(`^golang:\S+$`).MatchString(build.from) {
+		t.Fatalf("build stage FROM %q", build.from)
+	}
+	if !strings.HasPrefix(final.from, "gcr.io/distroless/static") || !strings.Contains(final.from, "nonroot") {
+		t.Errorf("runtime stage FROM %q, want distroless static nonroot", final.from)
+	}
+	for _, stage := range []dockerStage{build, final} {
+		if !stage.has("ARG", "SERVICE") {
+			t.Errorf("stage %q lacks ARG SERVICE (the global default)", stage.name)
 		}
 	}
-	var buildText strings.Builder
-	for _, in := range build {
-		buildText.WriteString(in.cmd + " " + in.args + "\n")
+	// The last stage is the image SERVICE names; each value has its stage, based on the
+	// runtime; only the all-in-one's adds anything (its data volume).
+	if last := stages[len(stages)-1]; last.from != "image-${SERVICE}" || len(last.ins) != 0 {
+		t.Errorf("final stage FROM %q with %d instructions, want FROM image-${SERVICE} alone", last.from, len(last.ins))
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`, `"./services/${SERVICE}"`, "./deploy/cmd/healthcheck"} {
-		if !strings.Contains(buildText.String(), want) {
+	for _, svc := range dockerfileImages {
+		s, ok := byName["image-"+svc]
+		switch {
+		case !ok:
+			t.Errorf("no stage image-%s", svc)
+		case s.from != "runtime":
+			t.Errorf("image-%s FROM %q, want runtime", svc, s.from)
+		case svc != "chat" && len(s.ins) != 0:
+			t.Errorf("image-%s adds %v to the runtime", svc, s.ins)
+		}
+	}
+	chat := byName["image-chat"]
+	for _, want := range [][2]string{
+		{"COPY", "--from=build --chown=65532:65532 /out/data /data"},
+		{"ENV", "CHAT_DATA_DIR=/data"},
+		{"VOLUME", `["/data"]`},
+	} {
+		if !chat.has(want[0], want[1]) {
+			t.Errorf("image-chat lacks %s %s: %v", want[0], want[1], chat.ins)
+		}
+	}
+	buildText := build.text()
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`, `"./services/${SERVICE}"`, "pkg=./cmd/chat",
+		"./deploy/cmd/healthcheck", "api|persister|pusher|chat)", "mkdir -p /out/data"} {
+		if !strings.Contains(buildText, want) {
 			t.Errorf("build stage lacks %s", want)
 		}
 	}
 	var user, entrypoint, healthcheck string
-	for _, in := range final {
-		switch in.cmd {
-		case "USER":
-			user = in.args
-		case "ENTRYPOINT":
-			entrypoint = in.args
-		case "HEALTHCHECK":
-			healthcheck = in.args
-		case "RUN":
-			t.Errorf("RUN in the runtime stage (distroless has no shell): %s", in.args)
+	for _, stage := range stages[1:] {
+		for _, in := range stage.ins {
+			switch in.cmd {
+			case "USER":
+				user = in.args
+			case "ENTRYPOINT":
+				entrypoint = in.args
+			case "HEALTHCHECK":
+				healthcheck = in.args
+			case "RUN":
+				t.Errorf("RUN in stage %q (distroless has no shell): %s", stage.name, in.args)
+			}
 		}
 	}
-	if uid, _, _ := strings.Cut(user, ":"); uid == "" || uid == "0" || uid == "root" {
-		t.Errorf("runtime USER %q, want non-root", user)
+	if uid, _, _ := strings.Cut(user, ":"); uid != "65532" {
+		t.Errorf("runtime USER %q, want non-root 65532 (the owner of /data)", user)
 	}
 	if !strings.HasPrefix(entrypoint, "[") {
 		t.Errorf("ENTRYPOINT %q, want exec form", entrypoint)
@@ -104,7 +168,7 @@ func TestDockerfile(t *testing.T) {
 
 	// Every COPY source exists and survives .dockerignore.
 	ignore := parseDockerignore(t, filepath.Join(root, ".dockerignore"))
-	for _, in := range build {
+	for _, in := range build.ins {
 		if in.cmd != "COPY" || strings.HasPrefix(in.args, "--from") {
 			continue
 		}
@@ -179,6 +243,9 @@ func TestDockerignore(t *testing.T) {
 		"services/api/main.go":           false,
 		"services/api/internal/web/x.js": false,
 		"cmd/chat/main.go":               false,
+		"harness/embedded/embedded.go":   false,
+		"clients/go/client.go":           false,
+		"cmd/chat/data/nats/x":           true,
 		"deploy/go.mod":                  false,
 		"deploy/cmd/healthcheck/main.go": false,
 		".git/HEAD":                      true,

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/harness/embedded"
+	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	apiapp "github.com/chatrt/chat/services/api/app"
@@ -55,6 +57,12 @@ type Config struct {
 }
 
 func main() {
+	version := flag.Bool("version", false, "print the build (version, commit, commit time) and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().String("chat"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// No service key here: each app's records carry its own (service=api, ...); the
 	// process's own records say service=chat.
@@ -144,7 +152,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 	defer func() { err = errors.Join(err, history.Disconnect(mc, 5*time.Second)) }()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// chat_build_info{service="chat",version,commit} = 1: which build serves (the three
+		// services in this process are that one build).
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: buildinfo.MetricName, Help: buildinfo.MetricHelp,
+			ConstLabels: buildinfo.Read().Labels("chat")}, func() float64 { return 1 }))
 	api, err := apiapp.New(ctx, cfg.API, apiapp.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: appLog.With("service", "api")})
 	if err != nil {
 		return fmt.Errorf("api: %w", err)

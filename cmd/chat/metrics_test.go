@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/harness/chattest"
+	"github.com/chatrt/chat/pkg/buildinfo"
 )
 
 // metricNumber is the value of the sample line "name{labels} value" (-1 if absent).
@@ -83,5 +85,21 @@ func TestMetricsMoveUnderLoad(t *testing.T) {
 		if got := metricNumber(text, sample); got < atLeast {
 			t.Errorf("%s = %v, want at least %v (-1: absent)", sample, got, atLeast)
 		}
+	}
+	// The process says which build it is: one chat_build_info for the process, and the
+	// same version and commit in /healthz (served by the api).
+	bi := buildinfo.Read()
+	build := fmt.Sprintf(`chat_build_info{commit=%q,service="chat",version=%q}`, bi.Commit(), bi.Version)
+	if got := metricNumber(text, build); got != 1 || strings.Count(text, "\nchat_build_info{") != 1 {
+		t.Errorf("%s = %v, want 1 and no other chat_build_info", build, got)
+	}
+	resp, err := http.Get(sys.url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h["status"] != "ok" || h["version"] != bi.Version || h["commit"] != bi.Commit() {
+		t.Errorf("/healthz %v (%v), want version %q commit %q", h, err, bi.Version, bi.Commit())
 	}
 }

@@ -3,6 +3,7 @@ module github.com/chatrt/chat/cmd/chatload
 go 1.26.0
 
 require (
+	github.com/chatrt/chat/clients/go v0.0.0
 	github.com/chatrt/chat/harness v0.0.0
 	github.com/chatrt/chat/services/api v0.0.0
 	github.com/chatrt/chat/services/persister v0.0.0
@@ -14,7 +15,7 @@ require (
 	github.com/prometheus/common v0.64.0
 )
 
-require github.com/chatrt/chat/pkg v0.0.0 // indirect
+require github.com/chatrt/chat/pkg v0.0.0
 
 require (
 	filippo.io/edwards25519 v1.1.0 // indirect
@@ -90,6 +91,8 @@ require (
 )
 
 replace github.com/chatrt/chat/pkg => ../../pkg
+
+replace github.com/chatrt/chat/clients/go => ../../clients/go
 
 replace github.com/chatrt/chat/services/api => ../../services/api
 

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/chatrt/chat/pkg/buildinfo"
 )
 
 // config is the run's configuration, from flags (and, in a child, from the parent).
@@ -43,6 +45,7 @@ type config struct {
 	SrcIPs         []string      `json:"src_ips"`
 	Procs          int           `json:"procs"`
 	JSON           string        `json:"-"`
+	Version        bool          `json:"-"`
 	Idle           bool          `json:"idle"`
 	Settle         time.Duration `json:"settle"`
 	PersistSample  float64       `json:"persist_sample"`
@@ -64,6 +67,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chatload:", err)
 		os.Exit(2)
+	}
+	if cfg.Version {
+		fmt.Println(buildinfo.Read().String("chatload"))
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -138,6 +145,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "-idle: wait this long after connecting before reading RSS")
 	fs.Float64Var(&cfg.PersistSample, "persist-sample", 0, "acknowledged posts per second whose arrival in history (GET after=seq-1, every 20 ms, at most 4 in flight) is polled to measure persister lag (0: off); on FerretDB the polls are expensive and distort the result: prefer -metrics")
 	fs.StringVar(&metrics, "metrics", "", "Prometheus endpoint(s) of the persister(s), comma-separated (e.g. http://127.0.0.1:8080/metrics on the all-in-one, :8082/metrics for a persister): persister lag (chat_persister_lag_seconds) of the messages stored from the window's start to the end of the drain, and the consumer's pending count sampled every 250 ms")
+	fs.BoolVar(&cfg.Version, "version", false, "print the build (version, commit, commit time) and exit")
 	cfg.Soak.flags(fs, &soakSizes, &soakMetrics)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err

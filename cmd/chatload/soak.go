@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	chatclient "github.com/chatrt/chat/clients/go"
 )
 
 // soakConfig is the -soak mode's part of the configuration.
@@ -123,7 +123,6 @@ type soak struct {
 	cfg    *config
 	sc     *soakConfig
 	http   *http.Client
-	dialer *websocket.Dialer
 	scr    *scraper
 	wsURLs []string
 	runID  string
@@ -149,7 +148,6 @@ func newSoak(cfg *config) *soak {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, IdleConnTimeout: time.Minute,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
 	s.http = &http.Client{Transport: tr, Timeout: 15 * time.Second}
-	s.dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 8192, WriteBufferSize: 512}
 	s.rep.Date = time.Now().UTC().Format(time.RFC3339)
 	s.rep.RunID = s.runID
 	s.rep.Config = *cfg
@@ -408,7 +406,7 @@ func (s *soak) coldResumes(ctx context.Context) {
 		from := acks[(len(acks)-1)/2].Seq
 		last := lastSeq(acks)
 		log := deliveryLog{Client: fmt.Sprintf("cold-%d", k), Room: r.name, From: from}
-		u := s.wsURLs[k%len(s.wsURLs)] + "?room=" + r.name + "&since=" + strconv.FormatUint(from, 10)
+		u := s.wsURLs[k%len(s.wsURLs)]
 		err := s.readUntil(ctx, u, &log, last)
 		if err != nil {
 			s.fail("cold resume of %s on %s: %v", r.name, u, err)
@@ -421,40 +419,56 @@ func (s *soak) coldResumes(ctx context.Context) {
 	}
 }
 
-// readUntil subscribes at u and records message frames until one with seq ≥ last (or
+// readUntil subscribes at u from log.From (the Go client, no reconnection) and records
+// the message frames, delivered or left out by the client, until one with seq ≥ last (or
 // the drain bound), then waits briefly for anything delivered after it (a duplicate).
 func (s *soak) readUntil(ctx context.Context, u string, log *deliveryLog, last uint64) error {
-	conn, _, err := s.dial(ctx, u, log.Room)
+	c, err := chatclient.New([]string{u})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	deadline := time.Now().Add(max(s.cfg.Drain, 5*time.Second))
-	var tail time.Time
-	for {
-		d := deadline
-		if !tail.IsZero() {
-			d = tail
-		}
-		_ = conn.SetReadDeadline(d)
-		_, data, err := conn.ReadMessage()
-		if err != nil {
-			if !tail.IsZero() {
-				return nil
-			}
-			return fmt.Errorf("read: %w", err)
-		}
-		var f struct {
-			Type, Room, ID string
-			Seq            uint64
-		}
-		if json.Unmarshal(data, &f) != nil || f.Type != "message" {
-			s.add(&s.rep.BadFrames, 1)
-			continue
-		}
-		log.Deliveries = append(log.Deliveries, soakDelivery{Seq: f.Seq, ID: f.ID, Room: f.Room})
-		if f.Seq >= last && tail.IsZero() {
-			tail = time.Now().Add(300 * time.Millisecond)
+	var mu sync.Mutex
+	reached := make(chan struct{})
+	var once sync.Once
+	record := func(seq uint64, id, room string) {
+		mu.Lock()
+		log.Deliveries = append(log.Deliveries, soakDelivery{Seq: seq, ID: id, Room: room})
+		mu.Unlock()
+		if seq >= last {
+			once.Do(func() { close(reached) })
 		}
 	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	sub, err := c.Subscribe(sctx, log.Room, func(m chatclient.Msg) { record(m.Seq, m.ID, m.Room) },
+		chatclient.Since(log.From), chatclient.MaxReconnects(0),
+		chatclient.OnSkipped(func(f chatclient.Frame) {
+			var m struct{ ID string }
+			if f.Type != "message" || json.Unmarshal(f.Data, &m) != nil {
+				s.add(&s.rep.BadFrames, 1)
+				return
+			}
+			record(f.Seq, m.ID, f.Room)
+		}),
+		chatclient.OnFrame(func(chatclient.Frame) { s.add(&s.rep.BadFrames, 1) }))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sub.Stop()
+		<-sub.Closed()
+	}()
+	timer := time.NewTimer(max(s.cfg.Drain, 5*time.Second))
+	defer timer.Stop()
+	select {
+	case <-reached:
+	case <-sub.Closed():
+		return fmt.Errorf("read: %w", sub.Err())
+	case <-timer.C:
+		return fmt.Errorf("read: seq %d not received within %v", last, max(s.cfg.Drain, 5*time.Second))
+	case <-ctx.Done():
+		return fmt.Errorf("read: %w", ctx.Err())
+	}
+	sleepUntil(ctx, time.Now().Add(300*time.Millisecond))
+	return nil
 }

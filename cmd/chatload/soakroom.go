@@ -4,19 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
+	chatclient "github.com/chatrt/chat/clients/go"
 )
 
 // soakRoom is one room of the soak: created by its first post or subscribe, posted to
@@ -201,20 +200,24 @@ func (s *soak) post(ctx context.Context, room, key string, size int) (soakAck, e
 // soakClient follows one room: it joins (three ways: live, since=0, since=<a seq
 // already acknowledged>), stays, leaves (cleanly or by dropping the connection), comes
 // back with since=<last seq seen>, and after a server-side close (1012 on a pusher
-// restart) resumes the same way on the next pusher. Everything it reads lands in log.
+// restart) resumes on the next pusher: the Go client (clients/go) does that by itself.
+// Everything it reads lands in log: what the client delivers and what it leaves out
+// (OnSkipped: sent twice, out of order, another room), so the check sees what the
+// pushers sent.
 type soakClient struct {
 	s    *soak
 	room *soakRoom
 	idx  int64
 
 	mu      sync.Mutex
+	client  *chatclient.Client // made at the first join: the pushers from idx on
 	log     deliveryLog
 	joined  bool   // log.From is set
 	last    uint64 // highest seq received
-	conn    *websocket.Conn
-	leaving bool          // we are closing conn
-	ended   chan struct{} // closed when conn's reader returns
-	dials   int
+	sub     *chatclient.Subscription
+	raw     net.Conn // the TCP connection last dialled (an abrupt leave drops it)
+	leaving bool     // we are ending sub
+	at      int      // the pusher connected to (index in -ws), -1: none
 }
 
 // cursor is the since to resume with: the last seq seen, or where the client started.
@@ -240,14 +243,16 @@ func (c *soakClient) churn(ctx context.Context, life time.Duration) {
 		}
 		stay := time.NewTimer(jitter(sc.Session, 0.5))
 		c.mu.Lock()
-		ended := c.ended
+		sub := c.sub
 		c.mu.Unlock()
 		select {
-		case <-ended: // the server closed it (a restart's 1012) or the connection dropped: resume at once
+		case <-sub.Closed(): // the client gave up (it resumes by itself after a server's close)
 			stay.Stop()
-			c.s.add(&c.s.rep.Clients.Reconnects, 1)
-			sleepUntil(ctx, time.Now().Add(50*time.Millisecond))
-			continue
+			c.s.fail("%s: subscription ended: %v", c.log.Client, sub.Err())
+			c.mu.Lock()
+			c.sub = nil
+			c.mu.Unlock()
+			return
 		case <-ctx.Done():
 			stay.Stop()
 			return
@@ -274,7 +279,7 @@ func (c *soakClient) catchUp(ctx context.Context, last uint64, deadline time.Tim
 	for {
 		c.mu.Lock()
 		done := c.joined && max(c.last, c.log.From) >= last
-		connected := c.conn != nil && !chanClosed(c.ended)
+		connected := c.sub != nil && !chanClosed(c.sub.Closed())
 		c.mu.Unlock()
 		if done || dctx.Err() != nil {
 			break
@@ -293,10 +298,7 @@ func (c *soakClient) catchUp(ctx context.Context, last uint64, deadline time.Tim
 	c.leave(true)
 }
 
-func chanClosed(ch chan struct{}) bool {
-	if ch == nil {
-		return true
-	}
+func chanClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
 		return true
@@ -305,17 +307,52 @@ func chanClosed(ch chan struct{}) bool {
 	}
 }
 
+// chatClient is the client's Go client: the pushers in turn from the idx-th, dialling
+// through a dialer that remembers the connection (for an abrupt leave).
+func (c *soakClient) chatClient() (*chatclient.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != nil {
+		return c.client, nil
+	}
+	n := len(c.s.wsURLs)
+	urls := make([]string, n)
+	for k := range urls {
+		urls[k] = c.s.wsURLs[(int(c.idx)+k)%n]
+	}
+	nd := &net.Dialer{Timeout: 10 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := nd.DialContext(ctx, network, addr)
+		if err == nil {
+			c.mu.Lock()
+			c.raw = conn
+			c.mu.Unlock()
+		}
+		return conn, err
+	}
+	cl, err := chatclient.New(urls, chatclient.WithDialer(dial), chatclient.WithBackoff(50*time.Millisecond, time.Second))
+	if err != nil {
+		return nil, err
+	}
+	c.client, c.at = cl, -1
+	return cl, nil
+}
+
 // connect (re)connects: the first join in the client's way, later ones with
-// since=cursor. It tries the pushers in turn (one being restarted refuses or fails the
-// handshake) for up to a minute.
+// since=cursor. The Go client tries the pushers in turn (one being restarted refuses or
+// fails the handshake) for up to a minute.
 func (c *soakClient) connect(ctx context.Context) error {
+	cl, err := c.chatClient()
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	first := !c.joined
 	c.mu.Unlock()
-	q := url.Values{"room": {c.room.name}}
+	opts := []chatclient.SubscribeOption{chatclient.OnEvent(c.event), chatclient.OnSkipped(c.skipped), chatclient.OnFrame(c.frame)}
 	mode := c.idx % 3
 	if first && mode == 0 {
-		// live: no since; From is the subscribed frame's seq
+		// live: no since; From is the subscribed frame's seq (the Connected event's)
 	} else {
 		since := uint64(0)
 		switch {
@@ -324,143 +361,117 @@ func (c *soakClient) connect(ctx context.Context) error {
 		case mode == 2:
 			since = c.room.randomAck()
 		}
-		q.Set("since", strconv.FormatUint(since, 10))
+		opts = append(opts, chatclient.Since(since))
+		if first {
+			c.mu.Lock()
+			c.log.From = since
+			c.mu.Unlock()
+		}
 	}
-	deadline := time.Now().Add(time.Minute)
-	var lastErr error
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if attempt > 0 && !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
-			return ctx.Err()
-		}
-		c.mu.Lock()
-		pusher := (int(c.idx) + c.dials) % len(c.s.wsURLs)
-		c.dials++
-		c.mu.Unlock()
-		u := c.s.wsURLs[pusher]
-		conn, sub, err := c.s.dial(ctx, u+"?"+q.Encode(), c.room.name)
-		if err != nil {
-			lastErr = err
-			c.s.add(&c.s.rep.Clients.DialFailures, 1)
-			continue
-		}
-		ended := make(chan struct{})
-		c.mu.Lock()
-		if first {
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	sub, err := cl.Subscribe(sctx, c.room.name, c.deliver, opts...)
+	if err != nil {
+		return fmt.Errorf("could not connect within a minute: %w", err)
+	}
+	c.mu.Lock()
+	c.sub, c.leaving = sub, false
+	c.mu.Unlock()
+	if first {
+		c.s.add(&c.s.rep.Clients.Joins, 1)
+	} else {
+		c.s.add(&c.s.rep.Clients.Resumes, 1)
+	}
+	return nil
+}
+
+// event follows the subscription's connections: which pusher holds it, the server's
+// closes (counted by code) and the client's own resumes after them.
+func (c *soakClient) event(e chatclient.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch e.Kind {
+	case chatclient.ConnectFailed:
+		c.s.add(&c.s.rep.Clients.DialFailures, 1)
+	case chatclient.Connected:
+		if !c.joined {
 			c.joined = true
-			if since := q.Get("since"); since != "" {
-				c.log.From, _ = strconv.ParseUint(since, 10, 64)
-			} else {
-				c.log.From = sub
+			if !e.Resumed {
+				c.log.From = e.Subscribed.Seq
 			}
-		}
-		c.conn, c.ended, c.leaving = conn, ended, false
-		c.mu.Unlock()
-		if first {
-			c.s.add(&c.s.rep.Clients.Joins, 1)
-		} else {
+		} else if c.sub != nil { // a resume by the client itself, after a server's close
 			c.s.add(&c.s.rep.Clients.Resumes, 1)
 		}
-		c.s.conns[pusher].Add(1)
-		go func() {
-			defer c.s.conns[pusher].Add(-1)
-			c.read(conn, ended)
-		}()
-		return nil
+		c.at = slices.Index(c.s.wsURLs, e.URL)
+		if c.at >= 0 {
+			c.s.conns[c.at].Add(1)
+		}
+	case chatclient.Disconnected:
+		if c.at >= 0 {
+			c.s.conns[c.at].Add(-1)
+			c.at = -1
+		}
+		if !c.leaving {
+			c.s.closeCode(e.Code)
+			c.s.add(&c.s.rep.Clients.Reconnects, 1)
+		}
 	}
-	return fmt.Errorf("could not connect within a minute: %v", lastErr)
 }
 
-// leave closes the connection from the client side: with a close frame (clean) or by
-// dropping the TCP connection (abrupt), and waits for the reader.
-func (c *soakClient) leave(clean bool) {
+// deliver records a message the client delivered.
+func (c *soakClient) deliver(m chatclient.Msg) {
 	c.mu.Lock()
-	conn, ended := c.conn, c.ended
-	c.leaving = true
-	c.conn = nil
+	c.log.Deliveries = append(c.log.Deliveries, soakDelivery{Seq: m.Seq, ID: m.ID, Room: m.Room})
+	if m.Room == c.log.Room {
+		c.last = max(c.last, m.Seq)
+	}
 	c.mu.Unlock()
-	if conn == nil {
+}
+
+// skipped records a message frame the client left out: the check judges it.
+func (c *soakClient) skipped(f chatclient.Frame) {
+	var m struct{ ID string }
+	if f.Type != "message" || json.Unmarshal(f.Data, &m) != nil {
+		c.s.add(&c.s.rep.BadFrames, 1)
 		return
 	}
-	if clean {
-		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"),
-			time.Now().Add(time.Second))
+	c.mu.Lock()
+	c.log.Deliveries = append(c.log.Deliveries, soakDelivery{Seq: f.Seq, ID: m.ID, Room: f.Room})
+	c.mu.Unlock()
+}
+
+// frame counts the frames that are not messages: an error frame fails the soak, any
+// other is unknown here.
+func (c *soakClient) frame(f chatclient.Frame) {
+	if f.Type == "error" {
+		c.s.add(&c.s.rep.ErrorFrames, 1)
+		c.s.fail("%s: error frame %.200s", c.log.Client, f.Data)
+		return
 	}
-	conn.Close()
-	<-ended
+	c.s.add(&c.s.rep.BadFrames, 1)
+}
+
+// leave ends the subscription from the client side: with a close frame (clean) or by
+// dropping the TCP connection first (abrupt), and waits until it is done.
+func (c *soakClient) leave(clean bool) {
+	c.mu.Lock()
+	sub, raw := c.sub, c.raw
+	c.leaving = true
+	c.sub = nil
+	c.mu.Unlock()
+	if sub == nil {
+		return
+	}
+	if !clean && raw != nil {
+		raw.Close()
+	}
+	sub.Stop()
+	<-sub.Closed()
+	c.mu.Lock()
+	if c.at >= 0 {
+		c.s.conns[c.at].Add(-1)
+		c.at = -1
+	}
+	c.mu.Unlock()
 	c.s.add(&c.s.rep.Clients.Leaves, 1)
-}
-
-// read is the connection's only reader: it records message frames and, when the
-// server ends the connection, its close code.
-func (c *soakClient) read(conn *websocket.Conn, ended chan struct{}) {
-	defer close(ended)
-	defer conn.Close() // ended by the server: release it here (leave closes it too, harmlessly)
-	for {
-		_, data, err := conn.ReadMessage()
-		if err != nil {
-			c.mu.Lock()
-			ours := c.leaving
-			c.mu.Unlock()
-			if !ours {
-				code := websocket.CloseAbnormalClosure
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					code = ce.Code
-				}
-				c.s.closeCode(code)
-			}
-			return
-		}
-		var f struct {
-			Type, Room, ID, Error string
-			Seq                   uint64
-		}
-		if err := json.Unmarshal(data, &f); err != nil {
-			c.s.add(&c.s.rep.BadFrames, 1)
-			continue
-		}
-		switch f.Type {
-		case "message":
-			c.mu.Lock()
-			c.log.Deliveries = append(c.log.Deliveries, soakDelivery{Seq: f.Seq, ID: f.ID, Room: f.Room})
-			if f.Room == c.log.Room {
-				c.last = max(c.last, f.Seq)
-			}
-			c.mu.Unlock()
-		case "error":
-			c.s.add(&c.s.rep.ErrorFrames, 1)
-			c.s.fail("%s: error frame %.200s", c.log.Client, data)
-		default:
-			c.s.add(&c.s.rep.BadFrames, 1)
-		}
-	}
-}
-
-// dial opens a websocket and reads its subscribed frame, which must be for room; it
-// returns the frame's seq.
-func (s *soak) dial(ctx context.Context, u, room string) (*websocket.Conn, uint64, error) {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, resp, err := s.dialer.DialContext(dctx, u, nil)
-	if err != nil {
-		if resp != nil {
-			return nil, 0, fmt.Errorf("dial %s: %w (HTTP %d)", u, err, resp.StatusCode)
-		}
-		return nil, 0, fmt.Errorf("dial %s: %w", u, err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, data, err := conn.ReadMessage()
-	var f struct {
-		Type, Room string
-		Seq        uint64
-	}
-	if err == nil {
-		err = json.Unmarshal(data, &f)
-	}
-	if err != nil || f.Type != "subscribed" || f.Room != room {
-		conn.Close()
-		return nil, 0, fmt.Errorf("%s: first frame %.120q (%v), want subscribed to %s", u, data, err, room)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	return conn, f.Seq, nil
 }

@@ -5,24 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/bits"
 	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	chatclient "github.com/chatrt/chat/clients/go"
 )
 
-// subscriber is one websocket subscribed to one room. Its reader goroutine parses only
-// what it needs from each frame: the seq (last field), and the send time and per-room
-// index the publisher put at the start of the message text.
+// subscriber is one websocket subscribed to one room, through the Go client
+// (clients/go) with no reconnection: a connection that ends before the run does is
+// counted. Every frame the client reads reaches frame(), delivered or not (OnSkipped): the
+// counts of duplicates and disorder are the servers', not what the client lets through.
+// Only what it needs is parsed from each frame: the seq (last field), and the send time
+// and per-room index the publisher put at the start of the message text.
 type subscriber struct {
 	idx  int
 	room int
-	conn *websocket.Conn
+	sub  *chatclient.Subscription
 
 	mu       sync.Mutex
 	got      []uint64 // bitset of per-room post indices received
@@ -44,7 +45,6 @@ type subGroup struct {
 	inWindow             atomic.Uint64
 	errFrames            atomic.Uint64
 	badFrames            atomic.Uint64
-	wg                   sync.WaitGroup
 }
 
 func newSubGroup(cfg *config) *subGroup {
@@ -63,7 +63,7 @@ func (g *subGroup) setWindow(from, to int64) {
 func (g *subGroup) connect(ctx context.Context) (ok, failed int, firstErr error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.ConnectTimeout)
 	defer cancel()
-	dialers := []*websocket.Dialer{newDialer("")}
+	dialers := []*net.Dialer{newDialer("")}
 	if len(g.cfg.SrcIPs) > 0 {
 		dialers = dialers[:0]
 		for _, ip := range g.cfg.SrcIPs {
@@ -97,46 +97,56 @@ func (g *subGroup) connect(ctx context.Context) (ok, failed int, firstErr error)
 	return ok, failed, firstErr
 }
 
-func newDialer(ip string) *websocket.Dialer {
+func newDialer(ip string) *net.Dialer {
 	nd := &net.Dialer{Timeout: 10 * time.Second}
 	if ip != "" {
 		nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
 	}
-	return &websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize: 4096, WriteBufferSize: 256}
+	return nd
 }
 
-func (g *subGroup) dial(ctx context.Context, d *websocket.Dialer, i int) (*subscriber, error) {
+// dial subscribes subscriber i to its room on its pusher (-ws, i-th in turn), one
+// attempt: a subscriber that cannot connect counts as failed.
+func (g *subGroup) dial(ctx context.Context, d *net.Dialer, i int) (*subscriber, error) {
 	room := i % g.cfg.Rooms
-	u := g.cfg.WS[i%len(g.cfg.WS)]
-	pu, err := url.Parse(u)
+	urls := make([]string, len(g.cfg.WS))
+	for k := range urls {
+		urls[k] = g.cfg.WS[(i+k)%len(g.cfg.WS)]
+	}
+	c, err := chatclient.New(urls, chatclient.WithDialer(d.DialContext), chatclient.WithHandshakeTimeout(10*time.Second))
 	if err != nil {
 		return nil, err
 	}
-	q := pu.Query()
-	q.Set("room", roomName(g.cfg, room))
-	pu.RawQuery = q.Encode()
-	conn, resp, err := d.DialContext(ctx, pu.String(), nil)
+	s := &subscriber{idx: i, room: room}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var attemptErr error
+	event := func(e chatclient.Event) {
+		switch e.Kind {
+		case chatclient.ConnectFailed:
+			attemptErr = e.Err
+			cancel() // one attempt
+		case chatclient.Disconnected:
+			s.mu.Lock()
+			s.closed = true
+			var ce *chatclient.CloseError
+			if errors.As(e.Err, &ce) {
+				s.code = ce.Code
+			}
+			s.mu.Unlock()
+		}
+	}
+	frame := func(data []byte) { g.frame(s, data, time.Now().UnixNano()) }
+	s.sub, err = c.Subscribe(actx, roomName(g.cfg, room), func(m chatclient.Msg) { frame(m.Raw) },
+		chatclient.MaxReconnects(0), chatclient.OnEvent(event),
+		chatclient.OnFrame(func(f chatclient.Frame) { frame(f.Data) }),
+		chatclient.OnSkipped(func(f chatclient.Frame) { frame(f.Data) }))
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("dial %s: %w (HTTP %d)", u, err, resp.StatusCode)
+		if attemptErr != nil {
+			err = attemptErr
 		}
-		return nil, fmt.Errorf("dial %s: %w", u, err)
+		return nil, fmt.Errorf("subscribe %s: %w", urls[0], err)
 	}
-	// The first frame must be the subscribed frame.
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, data, err := conn.ReadMessage()
-	if err != nil || !bytes.HasPrefix(data, []byte(`{"type":"subscribed"`)) {
-		conn.Close()
-		if err == nil {
-			err = fmt.Errorf("unexpected first frame %.80q", data)
-		}
-		return nil, fmt.Errorf("subscribe %s: %w", u, err)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	s := &subscriber{idx: i, room: room, conn: conn}
-	g.wg.Add(1)
-	go g.read(s)
 	return s, nil
 }
 
@@ -145,44 +155,6 @@ var (
 	textKey   = []byte(`,"message":"`)
 	seqKey    = []byte(`"seq":`)
 )
-
-// read is the subscriber's only reader; it ends when the socket does.
-func (g *subGroup) read(s *subscriber) {
-	defer g.wg.Done()
-	buf := make([]byte, 0, 1024)
-	for {
-		_, r, err := s.conn.NextReader()
-		if err != nil {
-			s.mu.Lock()
-			s.closed = true
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				s.code = ce.Code
-			}
-			s.mu.Unlock()
-			return
-		}
-		buf = buf[:0]
-		for {
-			if len(buf) == cap(buf) {
-				buf = append(buf, 0)[:len(buf)]
-			}
-			n, err := r.Read(buf[len(buf):cap(buf)])
-			buf = buf[:len(buf)+n]
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				s.mu.Lock()
-				s.closed = true
-				s.mu.Unlock()
-				return
-			}
-		}
-		now := time.Now().UnixNano()
-		g.frame(s, buf, now)
-	}
-}
 
 func (g *subGroup) frame(s *subscriber, data []byte, now int64) {
 	if !bytes.HasPrefix(data, msgPrefix) {
@@ -309,9 +281,11 @@ func (g *subGroup) finish(want expected, drain time.Duration) subResult {
 			}
 		}
 		s.mu.Unlock()
-		s.conn.Close()
+		s.sub.Stop()
 	}
-	g.wg.Wait()
+	for _, s := range g.subs {
+		<-s.sub.Closed()
+	}
 	for _, s := range g.subs {
 		res.Subscribers++
 		res.Deliveries += s.received

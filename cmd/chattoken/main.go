@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/auth"
+	"github.com/chatrt/chat/pkg/buildinfo"
 )
 
 func main() {
@@ -43,7 +44,12 @@ func run(args []string, out io.Writer, now time.Time) error {
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
 	iss := fs.String("iss", "", "issuer (claim iss)")
 	aud := fs.String("aud", "", "audience (claim aud)")
+	version := fs.Bool("version", false, "print the build (version, commit, commit time) and exit")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *version {
+		_, err := fmt.Fprintln(out, buildinfo.Read().String("chattoken"))
 		return err
 	}
 	if *sub == "" && *name == "" {

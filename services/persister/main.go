@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/app"
@@ -25,6 +27,12 @@ import (
 )
 
 func main() {
+	version := flag.Bool("version", false, "print the build (version, commit, commit time) and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().String("persister"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "persister")
 	code := 0
@@ -56,7 +64,10 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) (err error) {
 	defer func() { err = errors.Join(err, history.Disconnect(mc, 5*time.Second)) }()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// chat_build_info{service,version,commit} = 1: which build serves.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: buildinfo.MetricName, Help: buildinfo.MetricHelp,
+			ConstLabels: buildinfo.Read().Labels("persister")}, func() float64 { return 1 }))
 	a, err := app.New(ctx, cfg, app.Deps{NATS: nc.Conn, Mongo: mc, Metrics: reg, Log: log})
 	if err != nil {
 		return err

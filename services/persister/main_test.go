@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatrt/chat/harness/chattest"
+	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/app"
@@ -45,6 +49,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		res.Body.Close()
 		return res.StatusCode == http.StatusOK
 	}, "run serves /readyz")
+	checkBuildInfo(t, "http://"+cfg.HTTPAddr, "persister")
 	cancel()
 	select {
 	case err := <-done:
@@ -53,5 +58,32 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("run did not return after cancel")
+	}
+}
+
+// checkBuildInfo: the running service says which build it is, on /metrics
+// (chat_build_info{service,version,commit} 1) and in /healthz's body.
+func checkBuildInfo(t *testing.T, base, service string) {
+	t.Helper()
+	bi := buildinfo.Read()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	want := fmt.Sprintf(`chat_build_info{commit=%q,service=%q,version=%q} 1`, bi.Commit(), service, bi.Version)
+	if !strings.Contains(string(metrics), want+"\n") {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	res, err = http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var h map[string]string
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil || res.StatusCode != http.StatusOK ||
+		h["status"] != "ok" || h["version"] != bi.Version || h["commit"] != bi.Commit() || bi.Version == "" {
+		t.Errorf("/healthz %d %v (%v), want status ok, version %q, commit %q", res.StatusCode, h, err, bi.Version, bi.Commit())
 	}
 }

@@ -16,12 +16,18 @@ import (
 	"syscall"
 
 	"github.com/chatrt/chat/harness/embedded"
+	"github.com/chatrt/chat/pkg/buildinfo"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:27017", "listen address (host:port)")
 	dir := flag.String("dir", "data/ferretdb", "SQLite directory")
+	version := flag.Bool("version", false, "print the build (version, commit, commit time) and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().String("ferretdb"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

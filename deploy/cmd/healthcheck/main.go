@@ -1,7 +1,7 @@
 // Command healthcheck probes a chat service from inside its own container, which
 // (distroless) has no shell, curl or wget:
 //
-//	healthcheck [path]
+//	healthcheck [-version] [path]
 //
 // It GETs http://127.0.0.1:<port><path> (path defaults to /readyz), with the port
 // taken from CHAT_HTTP_ADDR (default 8080), and exits 0 on 200, 1 otherwise.
@@ -9,18 +9,27 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/chatrt/chat/pkg/buildinfo"
 )
 
 func main() {
+	version := flag.Bool("version", false, "print the build (version, commit, commit time) and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().String("healthcheck"))
+		return
+	}
 	path := "/readyz"
-	if len(os.Args) > 1 {
-		path = os.Args[1]
+	if flag.NArg() > 0 {
+		path = flag.Arg(0)
 	}
 	if err := probe(probeURL(os.Getenv("CHAT_HTTP_ADDR"), path)); err != nil {
 		fmt.Fprintln(os.Stderr, "healthcheck:", err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/deploy/topology"
+	"github.com/chatrt/chat/pkg/buildinfo"
 )
 
 func main() {
@@ -39,7 +40,12 @@ func run() error {
 	persisters := flag.Int("persister", 2, "persister replicas")
 	pushers := flag.Int("pusher", 3, "pusher replicas")
 	nginx := flag.String("nginx", "", "nginx binary (default: nginx on PATH or /usr/sbin/nginx)")
+	version := flag.Bool("version", false, "print the build (version, commit, commit time) and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().String("topology"))
+		return nil
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
@@ -110,11 +112,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 // in-flight batch (write and ack) within the shutdown timeout, and returns.
 func (a *App) Run(ctx context.Context) error { return a.p.Run(ctx) }
 
-// Handler serves GET /healthz, /readyz and /metrics.
+// Handler serves GET /healthz ({"status":"ok","version","commit"}: alive, and which
+// build), /readyz and /metrics.
 func (a *App) Handler() http.Handler {
+	bi := buildinfo.Read()
+	health, _ := json.Marshal(map[string]string{"status": "ok", "version": bi.Version, "commit": bi.Commit()})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, `{"status":"ok"}`)
+		writeJSON(w, http.StatusOK, string(health))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Ready(r.Context()); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/auth"
+	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
@@ -193,12 +194,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	}, nil
 }
 
-// Handler serves /ws, /healthz, /readyz and /metrics.
+// Handler serves /ws, /healthz ({"status":"ok","version","commit"}: alive, and which
+// build), /readyz and /metrics.
 func (a *App) Handler() http.Handler {
+	bi := buildinfo.Read()
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", a.ws)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": bi.Version, "commit": bi.Commit()})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		natsOK := a.deps.NATS.IsConnected()

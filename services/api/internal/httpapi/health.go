@@ -7,11 +7,21 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/chatrt/chat/pkg/buildinfo"
 )
 
+// healthz answers that the process is alive, and which build it is:
+// {"status":"ok","version":...,"commit":...} (buildinfo; commit "" when not recorded).
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeBody(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+	writeBody(w, http.StatusOK, healthBody)
 }
+
+var healthBody = func() []byte {
+	bi := buildinfo.Read()
+	b, _ := json.Marshal(map[string]string{"status": "ok", "version": bi.Version, "commit": bi.Commit()})
+	return append(b, '\n')
+}()
 
 type readiness struct {
 	Ready    bool   `json:"ready"`
