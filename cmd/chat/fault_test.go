@@ -34,7 +34,10 @@ import (
 type faultRow struct {
 	fault                                      string
 	acked, stored, delivered, lost, duplicated int
-	notes                                      string
+	// the change traffic (issue 11): changes acknowledged, change frames delivered,
+	// (subscriber, message) states that differ from history
+	changes, changeFrames, stateDiffers int
+	notes                               string
 }
 
 var summary struct {
@@ -50,9 +53,10 @@ func TestMain(m *testing.M) {
 	if len(rows) > 0 {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nFAULT SUMMARY")
-		fmt.Fprintln(tw, "fault\tacked\tstored\tdelivered\tlost\tduplicated\tnotes")
+		fmt.Fprintln(tw, "fault\tacked\tstored\tdelivered\tlost\tduplicated\tchanges\tchange frames\tstate differs\tnotes")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.fault, r.acked, r.stored, r.delivered, r.lost, r.duplicated, r.notes)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.fault, r.acked, r.stored, r.delivered, r.lost,
+				r.duplicated, r.changes, r.changeFrames, r.stateDiffers, r.notes)
 		}
 		_ = tw.Flush()
 	}
@@ -169,6 +173,7 @@ func (h *harness) standardTraffic(node int) {
 	h.subscribe("s1", "ra", node)
 	h.subscribe("s2", "rb", node)
 	h.load.Start(h.rooms, 12*time.Millisecond)
+	h.load.StartChanges(h.rooms, 40*time.Millisecond)
 }
 
 func (h *harness) subscribe(name, room string, node int) *faultload.Subscriber {
@@ -190,6 +195,11 @@ func (h *harness) finish() {
 	res := faultload.Finish(t, h.store, h.load, h.rooms, h.subs)
 	row := faultRow{fault: h.fault, acked: res.Acked, stored: res.Stored, delivered: res.Delivered,
 		lost: res.Lost, duplicated: res.Duplicated}
+	if c := res.Changes; c != nil {
+		row.changes, row.changeFrames, row.stateDiffers = c.Acked, c.Frames, c.StateDiffers
+		row.lost += c.StateDiffers
+		h.note("changes: %s undelivered=%d", c.Outcomes, c.Undelivered)
+	}
 	var reconnects, closes []string
 	for _, s := range h.subs {
 		if n := s.Connects(); n > 1 {
@@ -207,12 +217,18 @@ func (h *harness) finish() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := st.Info(ctx)
+		// Messages only: changes (chat.messages.<room>.<id>) may be published again by a
+		// retried request, which is a new change, not a duplicate.
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(chat.SubjectPrefix+"*"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := uint64(res.Acked + h.poison); info.State.Msgs != want {
-			t.Errorf("CHAT stream holds %d messages, want %d (acknowledged %d + poison %d)", info.State.Msgs, want, res.Acked, h.poison)
+		var msgs uint64
+		for _, n := range info.State.Subjects {
+			msgs += n
+		}
+		if want := uint64(res.Acked + h.poison); msgs != want {
+			t.Errorf("CHAT stream holds %d messages, want %d (acknowledged %d + poison %d)", msgs, want, res.Acked, h.poison)
 		}
 	}
 	if h.report != nil {
@@ -250,6 +266,7 @@ func TestFaultPersisterStopped(t *testing.T) {
 	h.subscribe("b1", "ra", 1)
 	h.subscribe("b2", "rb", 1)
 	h.load.Start(h.rooms, 12*time.Millisecond)
+	h.load.StartChanges(h.rooms, 40*time.Millisecond)
 	h.load.WaitMore(200, 20*time.Second)
 	h.cl.kill(0)
 	h.load.WaitMore(200, 20*time.Second)
@@ -332,6 +349,7 @@ func TestFaultPusherStopped(t *testing.T) {
 	a1 := h.subscribe("a1", "rb", 0)
 	h.subscribe("b0", "ra", 1)
 	h.load.Start(h.rooms, 12*time.Millisecond)
+	h.load.StartChanges(h.rooms, 40*time.Millisecond)
 	h.load.WaitMore(150, 20*time.Second)
 	h.cl.kill(0)
 	h.load.WaitMore(200, 20*time.Second)
@@ -366,6 +384,7 @@ func TestFaultResumeOlderThanStream(t *testing.T) {
 	h.subscribe("s1", "ra", 0)
 	h.subscribe("s2", "rb", 0)
 	h.load.Start(h.rooms, 20*time.Millisecond)
+	h.load.StartChanges(h.rooms, 40*time.Millisecond)
 	h.load.WaitMore(60, 20*time.Second)
 	since := s0.GoOffline()
 	if since == 0 {

@@ -27,6 +27,8 @@ type Ack struct {
 	Room string
 	Text string
 	Seq  uint64
+	// EditKey is the 201's edit_key (issue 11; auth off), for the changes of a Changer.
+	EditKey string
 }
 
 // LoadOptions configures a Load.
@@ -61,6 +63,8 @@ type Load struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// changer, once StartChanges ran: Finish halts it and checks what it changed.
+	changer *Changer
 }
 
 // NewLoad returns a Load whose connections are closed when the test ends.
@@ -150,12 +154,13 @@ func (l *Load) Post(room, key string) (Ack, bool) {
 		var m struct {
 			ID, Room, Message string
 			Seq               uint64
+			EditKey           string `json:"edit_key"`
 		}
 		if err := json.Unmarshal(data, &m); err != nil || m.ID != key || m.Room != room || m.Message != key || m.Seq == 0 {
 			l.t.Errorf("%s: 201 with body %s (%v)", key, data, err)
 			return Ack{}, false
 		}
-		a := Ack{ID: key, Room: room, Text: key, Seq: m.Seq}
+		a := Ack{ID: key, Room: room, Text: key, Seq: m.Seq, EditKey: m.EditKey}
 		now := time.Now()
 		l.mu.Lock()
 		if !l.lastAck.IsZero() {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/pkg/chat"
 	"github.com/gorilla/websocket"
 )
 
@@ -36,6 +37,8 @@ type Subscriber struct {
 	conn        *websocket.Conn
 	seqs        []uint64
 	ids         map[uint64]string
+	changeSeqs  map[uint64]bool           // change frames seen (issue 11)
+	view        map[string]*clientMessage // every message as its frames make it, by id
 	last        uint64
 	dups        int
 	disorder    int
@@ -58,7 +61,7 @@ type Subscriber struct {
 func StartSubscriber(t testing.TB, name, room string, url func() string) *Subscriber {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Subscriber{Name: name, Room: room, t: t, url: url, ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		ids: map[uint64]string{}, rejected: map[int]int{}, parked: make(chan struct{}, 1), resume: make(chan struct{}, 1)}
+		ids: map[uint64]string{}, changeSeqs: map[uint64]bool{}, view: map[string]*clientMessage{}, rejected: map[int]int{}, parked: make(chan struct{}, 1), resume: make(chan struct{}, 1)}
 	ready := make(chan struct{})
 	go s.run(ready)
 	t.Cleanup(s.Close)
@@ -180,30 +183,41 @@ func (s *Subscriber) read(conn *websocket.Conn) {
 			s.mu.Unlock()
 			return
 		}
-		var f struct {
-			Type, Room, ID string
-			Seq            uint64
-		}
-		if err := json.Unmarshal(data, &f); err != nil || f.Type != "message" {
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
 			s.t.Errorf("%s: unexpected frame %q (%v)", s.Name, data, err)
 			continue
 		}
+		switch chat.Event(f.Type) {
+		case chat.EventEdited, chat.EventDeleted, chat.EventReactions:
+		default:
+			if f.Type != "message" {
+				s.t.Errorf("%s: unexpected frame %q", s.Name, data)
+				continue
+			}
+		}
 		s.mu.Lock()
+		_, seenChange := s.changeSeqs[f.Seq]
 		switch {
 		case f.Room != s.Room:
 			s.wrongRoom++
 		case f.Seq <= s.last:
-			if _, seen := s.ids[f.Seq]; seen {
+			if _, seen := s.ids[f.Seq]; seen || seenChange {
 				s.dups++
 				s.dupInfo = append(s.dupInfo, fmt.Sprintf("seq %d on connection %d (resumed with since=%d), last seen %d",
 					f.Seq, len(s.connects), s.resumedFrom, s.last))
 			} else {
 				s.disorder++
 			}
+		case f.Type != "message":
+			s.last = f.Seq
+			s.changeSeqs[f.Seq] = true
+			apply(s.view, &f)
 		default:
 			s.last = f.Seq
 			s.seqs = append(s.seqs, f.Seq)
 			s.ids[f.Seq] = f.ID
+			apply(s.view, &f)
 		}
 		s.mu.Unlock()
 	}

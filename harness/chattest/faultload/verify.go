@@ -21,6 +21,8 @@ type Result struct {
 	Counts
 	Acks    []Ack          // every acknowledged message, sentinels included
 	PerRoom map[string]int // acknowledged messages by room
+	// Changes: with a Changer (Load.StartChanges), its counts.
+	Changes *ChangeCounts
 }
 
 // ReadRoom pages through a room's history in MongoDB with Store.After.
@@ -48,6 +50,9 @@ func ReadRoom(ctx context.Context, store *history.Store, room string) ([]chat.Me
 // subscriber saw exactly its room's stored messages, in seq order, once.
 func Finish(t testing.TB, store *history.Store, load *Load, rooms []string, subs []*Subscriber) Result {
 	t.Helper()
+	if load.changer != nil {
+		load.changer.Halt()
+	}
 	load.Halt()
 	sentinel := map[string]uint64{}
 	for _, room := range rooms {
@@ -94,6 +99,10 @@ func Finish(t testing.TB, store *history.Store, load *Load, rooms []string, subs
 	for _, s := range subs {
 		s.Close()
 	}
+	if load.changer != nil {
+		cc := checkChanges(t, store, load.changer, rooms, subs)
+		res.Changes = &cc
+	}
 
 	res.Acked = len(res.Acks)
 	// Every acknowledged message stored once, with its id, room and text; nothing else.
@@ -107,7 +116,9 @@ func Finish(t testing.TB, store *history.Store, load *Load, rooms []string, subs
 				t.Errorf("seq %d stored twice", m.Seq)
 			}
 			bySeq[m.Seq] = m
-			texts[m.Message]++
+			if !changed(&m) {
+				texts[m.Message]++
+			}
 		}
 	}
 	for text, n := range texts {
@@ -124,7 +135,7 @@ func Finish(t testing.TB, store *history.Store, load *Load, rooms []string, subs
 		case !ok:
 			res.Lost++
 			t.Errorf("acknowledged %s (seq %d, room %s) is not in MongoDB", a.Text, a.Seq, a.Room)
-		case (a.ID != "" && m.ID != a.ID) || m.Room != a.Room || m.Message != a.Text:
+		case (a.ID != "" && m.ID != a.ID) || m.Room != a.Room || (m.Message != a.Text && !changed(&m)):
 			t.Errorf("seq %d: stored %+v, acknowledged %+v", a.Seq, m, a)
 		}
 	}
@@ -158,3 +169,6 @@ func Finish(t testing.TB, store *history.Store, load *Load, rooms []string, subs
 	}
 	return res
 }
+
+// changed reports whether m was edited or deleted (its text is no longer the posted one).
+func changed(m *chat.Message) bool { return m.Deleted || !m.EditedAt.IsZero() }
