@@ -277,7 +277,7 @@ func TestBrowserChangesWithAuth(t *testing.T) {
 const stateScript = `
 window.norm = (list) => JSON.stringify([...list].sort((a, b) => a.seq - b.seq).map((m) => [m.seq, m.id, m.room,
 	m.name, m.message, m.sent_at, m.edited_at || null, !!m.deleted,
-	Object.keys(m.reactions || {}).sort().map((k) => [k, m.reactions[k]])]));
+	Object.keys(m.reactions || {}).sort().map((k) => [k, m.reactions[k]])]);
 // follow subscribes a new client (storage: null, no edit keys) since cursor, starting from
 // the messages in seed, and returns the map of what it has: seed + messages received,
 // changes applied.
@@ -310,7 +310,7 @@ func TestBrowserClientChanges(t *testing.T) {
 	tb := newTab(t, allocCtx, "page")
 	tb.do(chromedp.Navigate(page.origin() + "/"))
 	tb.waitLive()
-	tb.eval(stateScript + `, ''`)
+	tb.eval(stateScript + "\n''")
 	call := func(expr string) string {
 		t.Helper()
 		return tb.await(`(async () => { try { return await (` + expr + `); } catch (e) { return 'error ' + e.status + ' ' + e.error; } })()`)

@@ -635,7 +635,10 @@
       const msg = await client.post(target, name, message, key);
       if (pending && pending.key === key) pending = null;
       clearError();
-      if (msg && msg.room === room && add(msg)) trim();
+      if (msg && msg.room === room) {
+        if (add(msg)) trim();
+        else if (byId.has(msg.id)) paintActions(byId.get(msg.id)); // its frame came first: now we hold its key
+      }
       if (target === room) scrollToBottom();
     } catch (e) {
       // Give the text back; sending it again unchanged reuses the Idempotency-Key, so a
