@@ -17,9 +17,12 @@ import (
 
 // msgSummary describes message id as the page shows it:
 //
-//	<text>[ (edited)] [<emoji> <count>[*], ...] {<action buttons>}
+//	<text>[ (edited)] [<emoji> <count>[*], ...] {<actions>}
 //
-// with * on a reaction shown as yours; a tombstone is <deleted:<tombstone text>:<name>>.
+// with * on a reaction shown as yours; a tombstone is <deleted:<tombstone text>:<name>>;
+// the actions are what the message's action bar shows (its buttons, and the question of a
+// delete confirmation), space-separated. The marker and the reactions count only when the
+// browser renders them (checkVisibility: a hidden attribute that CSS overrides is shown).
 // "missing" when the page does not show the message.
 const msgSummary = `(id) => {
 	const li = document.querySelector('#messages li[data-id="' + id + '"]');
@@ -30,12 +33,12 @@ const msgSummary = `(id) => {
 		s = '<deleted:' + (t ? t.textContent : '') + ':' + li.querySelector('.name').textContent + '>';
 	} else {
 		const t = li.querySelector('.text');
-		s = (t ? t.textContent : '<no text>') + (li.querySelector('.edited').hidden ? '' : ' (edited)');
+		s = (t ? t.textContent : '<no text>') + (li.querySelector('.edited').checkVisibility() ? ' (edited)' : '');
 	}
 	const r = li.querySelector('.reactions');
-	const chips = r.hidden ? [] : [...r.querySelectorAll('button.reaction')].map((b) =>
+	const chips = !r.checkVisibility() ? [] : [...r.querySelectorAll('button.reaction')].map((b) =>
 		b.textContent + (b.getAttribute('aria-pressed') === 'true' ? '*' : ''));
-	const actions = [...li.querySelectorAll('.msg-actions button')].map((b) => b.textContent);
+	const actions = [...li.querySelectorAll('.msg-actions > *')].map((e) => e.textContent);
 	return s + ' [' + chips.join(', ') + '] {' + actions.join(' ') + '}';
 }`
 
@@ -144,7 +147,7 @@ func TestBrowserChanges(t *testing.T) {
 
 	// Delete in A, confirmed: a tombstone in both, name and text gone.
 	a.do(chromedp.Click(msgSel(first, "button.delete")))
-	a.waitMsg(first, "first, edited (edited) [] {Delete this message?Delete Cancel}")
+	a.waitMsg(first, "first, edited (edited) [] {Delete this message? Delete Cancel}")
 	a.do(chromedp.Click(msgSel(first, "button.confirm-delete")))
 	a.waitMsg(first, "<deleted:message deleted:> [] {}")
 	b.waitMsg(first, "<deleted:message deleted:> [] {}")
@@ -189,6 +192,7 @@ func TestBrowserChanges(t *testing.T) {
 	// History holds the same state, and a reload of either tab shows it.
 	chattest.Eventually(t, 10*time.Second, func() bool {
 		h := historyOf(t, base, room)
+		{ j, _ := json.Marshal(h); t.Logf("DEBUG %s", j) }
 		if len(h) != 2 {
 			return false
 		}
@@ -277,7 +281,7 @@ func TestBrowserChangesWithAuth(t *testing.T) {
 const stateScript = `
 window.norm = (list) => JSON.stringify([...list].sort((a, b) => a.seq - b.seq).map((m) => [m.seq, m.id, m.room,
 	m.name, m.message, m.sent_at, m.edited_at || null, !!m.deleted,
-	Object.keys(m.reactions || {}).sort().map((k) => [k, m.reactions[k]])]);
+	Object.keys(m.reactions || {}).sort().map((k) => [k, m.reactions[k]])]));
 // follow subscribes a new client (storage: null, no edit keys) since cursor, starting from
 // the messages in seed, and returns the map of what it has: seed + messages received,
 // changes applied.
@@ -310,7 +314,7 @@ func TestBrowserClientChanges(t *testing.T) {
 	tb := newTab(t, allocCtx, "page")
 	tb.do(chromedp.Navigate(page.origin() + "/"))
 	tb.waitLive()
-	tb.eval(stateScript + "\n''")
+	tb.eval("(() => {" + stateScript + "return ''; })()") // eval takes an expression: the script runs in a function
 	call := func(expr string) string {
 		t.Helper()
 		return tb.await(`(async () => { try { return await (` + expr + `); } catch (e) { return 'error ' + e.status + ' ' + e.error; } })()`)

@@ -7,6 +7,9 @@
  * is keyed and ordered by seq, so messages from history, the socket and our own POST responses
  * merge without doubles.
  *
+ * With auth on (a token, see below) the server names the author from the token and ignores a
+ * name sent: the name field shows the token's name (or subject), read-only, and is not asked for.
+ *
  * Changes (issue 11): each message shows its reactions (counts, live) with a button to add one
  * from the allowlist; a reaction of yours (remembered in localStorage, with the name it was made
  * under) is pressed, and pressing it again takes it back. Messages this browser posted have Edit
@@ -64,17 +67,24 @@
     }
   } catch (_) { /* storage disabled */ }
 
-  // person is who reacts as far as this page can tell: the token's subject with auth on (the
-  // server checks the token; this is only to show which reactions are yours), else ''.
-  function tokenPerson(t) {
+  // tokenClaims reads the token's payload, unverified ({} when unreadable): only for what
+  // this page shows; the server checks the token.
+  function tokenClaims(t) {
     try {
-      const p = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-      return '@' + String(p.iss || '') + ' ' + String(p.sub || '');
+      const p = JSON.parse(new TextDecoder().decode(Uint8Array.from(
+        atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0))));
+      return p && typeof p === 'object' ? p : {};
     } catch (_) {
-      return '@';
+      return {};
     }
   }
-  const person = token ? tokenPerson(token) : '';
+  const claims = token ? tokenClaims(token) : {};
+  // person is who reacts as far as this page can tell: the token's issuer and subject with
+  // auth on (only to show which reactions are yours), else ''.
+  const person = token ? '@' + String(claims.iss || '') + ' ' + String(claims.sub || '') : '';
+  // tokenName is the author name the server takes from the token (its name, else its
+  // subject): with a token the name field shows it and cannot be edited.
+  const tokenName = token ? (String(claims.name || '').trim() || String(claims.sub || '').trim()) : '';
 
   const SIGNED_OUT = 'Live updates stopped: your sign-in was refused or has expired. ' +
     'Open this page again with a fresh ?token= to continue.';
@@ -618,9 +628,10 @@
 
   async function send() {
     if (sending) { queued = true; return; } // sent when the one in flight is done
-    const name = el.name.value;
+    // With a token the server names the author from it and ignores the name sent.
+    const name = token ? tokenName : el.name.value;
     const message = el.message.value;
-    if (!name.trim()) { showError('Please enter your name.'); el.name.focus(); return; }
+    if (!token && !name.trim()) { showError('Please enter your name.'); el.name.focus(); return; }
     if (!message.trim()) { showError('Please enter a message.'); el.message.focus(); return; }
     if ([...message.trim()].length > 4096) { showError('The message is too long (at most 4096 characters).'); return; }
     const target = room;
@@ -657,8 +668,15 @@
 
   // --- wiring ---
 
-  try { el.name.value = localStorage.getItem(NAME_KEY) || ''; } catch (_) { /* storage disabled */ }
+  if (token) {
+    el.name.value = tokenName;
+    el.name.readOnly = true;
+    el.name.title = 'The name of your sign-in';
+  } else {
+    try { el.name.value = localStorage.getItem(NAME_KEY) || ''; } catch (_) { /* storage disabled */ }
+  }
   el.name.addEventListener('input', () => {
+    if (token) return; // read-only: the token's name is not the one to remember
     try { localStorage.setItem(NAME_KEY, el.name.value); } catch (_) { /* storage disabled */ }
   });
 
@@ -691,5 +709,5 @@
   el.older.addEventListener('click', loadOlder);
 
   switchRoom(roomFromURL());
-  if (!el.name.value) el.name.focus(); else el.message.focus();
+  if (!token && !el.name.value) el.name.focus(); else el.message.focus();
 })();
