@@ -182,6 +182,8 @@ func TestBrowserChanges(t *testing.T) {
 	a.do(chromedp.Click(msgSel(second, "button.edit")))
 	a.eval(`document.activeElement.select(), ''`)
 	a.do(chromedp.SendKeys(msgSel(second, ".edit-box"), "second, edited"), chromedp.Click(msgSel(second, "button.save-edit")))
+	// Saved: the message's buttons are disabled while its change is under way.
+	a.waitMsg(second, "second, edited (edited) [🎉 1] {Edit Delete}")
 	a.do(chromedp.Click(msgSel(second, "button.add-reaction")), chromedp.Click(msgSel(second, `.picker button[data-emoji="👍"]`)))
 	a.waitMsg(second, "second, edited (edited) [👍 1*, 🎉 1] {Edit Delete}")
 	b.waitMsg(second, "second [🎉 1*] {}")
