@@ -242,6 +242,10 @@ func TestBrowserChangesWithAuth(t *testing.T) {
 	a.do(chromedp.Navigate(sys.url + "/?token=" + ann + "#" + room))
 	a.waitLive()
 	a.poll(`!document.getElementById('empty').hidden`)
+	// No name asked: the field shows the token's, which the server takes.
+	if got := a.eval(`document.getElementById('name').value + ' ' + document.getElementById('name').readOnly`); got != "Ann true" {
+		t.Fatalf("name field %q, want the token's name, read-only", got)
+	}
 	a.send(chromedp.SendKeys(chromedp.ID("message"), "mine\r"))
 	postWithToken(t, sys.url, room, bob, "bob's")
 	a.waitTexts("mine", "bob's")
@@ -249,6 +253,9 @@ func TestBrowserChangesWithAuth(t *testing.T) {
 	bobs := a.eval(`document.querySelectorAll('#messages li')[1].dataset.id`)
 	a.waitMsg(mine, "mine [] {Edit Delete}")
 	a.waitMsg(bobs, "bob's [] {}")
+	if got := a.eval(`document.querySelector('#messages li[data-id="` + mine + `"] .name').textContent`); got != "Ann" {
+		t.Fatalf("own message by %q, want Ann", got)
+	}
 
 	// Edit one's own; react (no name asked: the token says who).
 	a.do(chromedp.Click(msgSel(mine, "button.edit")))
