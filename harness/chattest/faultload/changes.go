@@ -101,7 +101,7 @@ func (c *Changer) run(room string, every time.Duration, rng *rand.Rand) {
 		}
 		var target Ack
 		acks := c.l.Snapshot()
-		for range 10 { // the room's messages, the recent ones more often
+		for range min(10, len(acks)) { // none yet: nothing to change // the room's messages, the recent ones more often
 			a := acks[len(acks)-1-min(len(acks)-1, int(rng.ExpFloat64()*20))]
 			if a.Room == room && a.EditKey != "" {
 				target = a
