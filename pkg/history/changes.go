@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -38,12 +39,31 @@ import (
 var updates sync.Mutex
 
 // bulkUpdate runs one ordered bulk write of updates, in turn with the others.
+//
+// The turn lasts until the server has answered, not until ctx ends: a client that stops
+// waiting (its deadline passed) leaves the server applying the write, and an update that
+// started then would run alongside it, which on FerretDB can lose one of them (after a
+// MongoDB outage the persister's backlog made writes outlast its 1s deadline, and acked
+// changes went missing from history this way). So the write runs under a context that
+// keeps ctx's values but not its deadline or cancellation, bounded by
+// detachedWriteTimeout; ctx only decides whether to start. A write that completes is
+// reported as such even if ctx ended meanwhile: it is stored.
 func (s *Store) bulkUpdate(ctx context.Context, models []mongo.WriteModel) error {
 	updates.Lock()
 	defer updates.Unlock()
-	_, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedWriteTimeout)
+	defer cancel()
+	_, err := s.coll.BulkWrite(wctx, models, options.BulkWrite().SetOrdered(true))
 	return err
 }
+
+// detachedWriteTimeout bounds how long bulkUpdate waits for the server once a write is
+// sent, whatever its caller's deadline: only a server that hangs longer gets a second
+// writer alongside (and the connection is closed then, which FerretDB notices).
+const detachedWriteTimeout = time.Minute
 
 // maxChangeAttempts bounds the bulk writes of one ApplyChanges call that lost an
 // upsert race.
