@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -49,6 +50,15 @@ var updates sync.Mutex
 // detachedWriteTimeout; ctx only decides whether to start. A write that completes is
 // reported as such even if ctx ended meanwhile: it is stored.
 func (s *Store) bulkUpdate(ctx context.Context, models []mongo.WriteModel) error {
+	return s.inTurn(ctx, func(wctx context.Context) error {
+		_, err := s.coll.BulkWrite(wctx, models, options.BulkWrite().SetOrdered(true))
+		return err
+	})
+}
+
+// inTurn runs write in this process's update turn, under a context that keeps ctx's
+// values but not its deadline (see bulkUpdate), bounded by detachedWriteTimeout.
+func (s *Store) inTurn(ctx context.Context, write func(wctx context.Context) error) error {
 	updates.Lock()
 	defer updates.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -56,8 +66,7 @@ func (s *Store) bulkUpdate(ctx context.Context, models []mongo.WriteModel) error
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedWriteTimeout)
 	defer cancel()
-	_, err := s.coll.BulkWrite(wctx, models, options.BulkWrite().SetOrdered(true))
-	return err
+	return write(wctx)
 }
 
 // detachedWriteTimeout bounds how long bulkUpdate waits for the server once a write is
@@ -84,31 +93,26 @@ func (s *Store) ApplyChanges(ctx context.Context, changes []chat.Message) error 
 	if len(changes) == 0 {
 		return nil
 	}
-	// Fold the changes of each message: fewer updates, and the same result, since a
-	// part's newest change alone gives its state.
-	type key struct{ room, id string }
-	folded := make(map[key]*chat.State, len(changes))
-	order := make([]key, 0, len(changes))
-	for i := range changes {
-		c := &changes[i]
-		switch {
-		case c.Event != chat.EventEdited && c.Event != chat.EventDeleted && c.Event != chat.EventReactions:
-			return fmt.Errorf("apply changes: seq %d (id %q) is not a change (event %q)", c.Seq, c.ID, c.Event)
-		case c.Seq == 0 || c.ID == "" || c.Room == "":
-			return fmt.Errorf("apply changes: change of id %q in room %q with seq %d", c.ID, c.Room, c.Seq)
-		}
-		k := key{c.Room, c.ID}
-		st, ok := folded[k]
-		if !ok {
-			st = &chat.State{}
-			folded[k] = st
-			order = append(order, k)
-		}
-		st.Apply(c)
+	groups, err := groupChanges(changes)
+	if err != nil {
+		return err
 	}
-	models := make([]mongo.WriteModel, 0, 3*len(order))
-	for _, k := range order {
-		models = append(models, changeModels(k.room, k.id, folded[k])...)
+	byID, err := s.idLookupsOnly(ctx)
+	if err != nil {
+		return fmt.Errorf("apply %d changes: %w", len(changes), err)
+	}
+	if byID {
+		return s.applyByID(ctx, groups)
+	}
+	models := make([]mongo.WriteModel, 0, 3*len(groups))
+	for _, g := range groups {
+		// Fold the changes of each message: fewer updates, and the same result, since a
+		// part's newest change alone gives its state.
+		var st chat.State
+		for _, c := range g.changes {
+			st.Apply(c)
+		}
+		models = append(models, changeModels(g.room, g.id, &st)...)
 	}
 	for chunk := range slices.Chunk(models, maxBulk) {
 		for attempt := 1; ; attempt++ {
@@ -118,11 +122,115 @@ func (s *Store) ApplyChanges(ctx context.Context, changes []chat.Message) error 
 			}
 			if _, dup := duplicates(err); !dup || attempt == maxChangeAttempts {
 				return fmt.Errorf("apply %d changes to %d messages (first seq %d): %w",
-					len(changes), len(order), changes[0].Seq, err)
+					len(changes), len(groups), changes[0].Seq, err)
 			}
 		}
 	}
 	return nil
+}
+
+// changeGroup is the changes of one message, in the order given.
+type changeGroup struct {
+	room, id string
+	changes  []*chat.Message
+}
+
+// groupChanges checks that every one of changes is a change and groups them by message,
+// in the order each message first appears.
+func groupChanges(changes []chat.Message) ([]changeGroup, error) {
+	type key struct{ room, id string }
+	index := make(map[key]int, len(changes))
+	var groups []changeGroup
+	for i := range changes {
+		c := &changes[i]
+		switch {
+		case c.Event != chat.EventEdited && c.Event != chat.EventDeleted && c.Event != chat.EventReactions:
+			return nil, fmt.Errorf("apply changes: seq %d (id %q) is not a change (event %q)", c.Seq, c.ID, c.Event)
+		case c.Seq == 0 || c.ID == "" || c.Room == "":
+			return nil, fmt.Errorf("apply changes: change of id %q in room %q with seq %d", c.ID, c.Room, c.Seq)
+		}
+		k := key{c.Room, c.ID}
+		g, ok := index[k]
+		if !ok {
+			g = len(groups)
+			index[k] = g
+			groups = append(groups, changeGroup{room: c.Room, id: c.ID})
+		}
+		groups[g].changes = append(groups[g].changes, c)
+	}
+	return groups, nil
+}
+
+// applyByID applies the changes on a server that looks documents up by exact _id only
+// (server.go): each message's document is read by _id, its state is computed here with
+// chat.State.Apply, and what changed is written back with a filter on _id alone, all in
+// one update turn so that no other writer of this process comes between the read and
+// the write. A message with no document yet gets a partial one (its message's insert
+// merges into it, insert.go); a document in another room is left alone.
+func (s *Store) applyByID(ctx context.Context, groups []changeGroup) error {
+	return s.inTurn(ctx, func(wctx context.Context) error {
+		var models []mongo.WriteModel
+		for _, g := range groups {
+			var d doc
+			err := s.coll.FindOne(wctx, bson.D{{Key: fID, Value: g.id}}).Decode(&d)
+			exists := err == nil
+			switch {
+			case errors.Is(err, mongo.ErrNoDocuments):
+			case err != nil:
+				return fmt.Errorf("read %s: %w", g.id, err)
+			case d.Room != g.room:
+				continue
+			}
+			st := d.state()
+			changed := false
+			for _, c := range g.changes {
+				if st.Apply(c) {
+					changed = true
+				}
+			}
+			if changed {
+				models = append(models, stateModel(g.room, g.id, &st, exists))
+			}
+		}
+		for chunk := range slices.Chunk(models, maxBulk) {
+			if _, err := s.coll.BulkWrite(wctx, chunk, options.BulkWrite().SetOrdered(true)); err != nil {
+				return fmt.Errorf("apply changes to %d messages (first %s): %w", len(models), groups[0].id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// stateModel writes state st of message id in room over its document, by _id alone;
+// upserting a partial document {_id, room, state} when none exists.
+func stateModel(room, id string, st *chat.State, exists bool) mongo.WriteModel {
+	var update bson.D
+	if st.Deleted {
+		update = bson.D{
+			{Key: "$set", Value: bson.D{
+				{Key: fDeleted, Value: true}, {Key: fName, Value: ""}, {Key: fMessage, Value: ""},
+				{Key: fContentSeq, Value: int64(st.ContentSeq)}}},
+			{Key: "$unset", Value: bson.D{
+				{Key: fEditedAt, Value: ""}, {Key: fReactions, Value: ""}, {Key: fReactionsSeq, Value: ""}}},
+		}
+	} else {
+		var set bson.D
+		if st.ContentSeq > 0 {
+			set = append(set, bson.E{Key: fMessage, Value: st.Message}, bson.E{Key: fEditedAt, Value: st.EditedAt},
+				bson.E{Key: fContentSeq, Value: int64(st.ContentSeq)})
+		}
+		if st.ReactionsSeq > 0 {
+			set = append(set, bson.E{Key: fReactions, Value: toStored(st.Reactions)},
+				bson.E{Key: fReactionsSeq, Value: int64(st.ReactionsSeq)})
+		}
+		update = bson.D{{Key: "$set", Value: set}}
+	}
+	m := mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: fID, Value: id}})
+	if !exists {
+		update = append(update, bson.E{Key: "$setOnInsert", Value: bson.D{{Key: fRoom, Value: room}}})
+		m.SetUpsert(true)
+	}
+	return m.SetUpdate(update)
 }
 
 // changeModels are the updates that merge state st (the fold of some changes of message

@@ -57,6 +57,7 @@ func Disconnect(c *mongo.Client, timeout time.Duration) error {
 type Store struct {
 	client *mongo.Client
 	coll   *mongo.Collection
+	server serverKind // MongoDB or FerretDB, once asked (server.go)
 }
 
 // New returns a store on the contract's collection.

@@ -46,6 +46,13 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 	for k, i := range dups {
 		ids[k] = docs[i].ID
 	}
+	byID, err := s.idLookupsOnly(ctx)
+	if err != nil {
+		return fmt.Errorf("merge %d stored ids (first %s): %w", len(ids), ids[0], err)
+	}
+	if byID {
+		return s.mergeByID(ctx, docs, dups)
+	}
 	// Each round merges the copies that the stored seqs (read afresh) say should win;
 	// the next round's read checks that they did. Only writers racing on the same id
 	// (another copy, in another room) make a second merge necessary.
@@ -112,6 +119,64 @@ func mergeModels(d *doc) []mongo.WriteModel {
 	}
 }
 
+// mergeByID is InsertMany's merge on a server that looks documents up by exact _id only
+// (server.go): in one update turn, each copy reads its stored document by _id and, where
+// mergeModels' filters would match, writes the same fields by _id alone.
+func (s *Store) mergeByID(ctx context.Context, docs []doc, dups []int) error {
+	return s.inTurn(ctx, func(wctx context.Context) error {
+		var models []mongo.WriteModel
+		// The stored documents as the writes below leave them: a batch may hold several
+		// copies of one id.
+		current := make(map[string]*doc, len(dups))
+		for _, i := range dups {
+			d := &docs[i]
+			stored, ok := current[d.ID]
+			if !ok {
+				stored = new(doc)
+				err := s.coll.FindOne(wctx, bson.D{{Key: fID, Value: d.ID}}).Decode(stored)
+				if err != nil {
+					// ErrNoDocuments too: the insert found this id stored, and nothing
+					// here deletes documents.
+					return fmt.Errorf("merge %s: read: %w", d.ID, err)
+				}
+				current[d.ID] = stored
+			}
+			if stored.Seq != 0 && stored.Seq <= d.Seq {
+				continue // the stored copy wins
+			}
+			otherRoom := stored.Room != d.Room
+			stored.Seq, stored.Room = d.Seq, d.Room
+			if otherRoom {
+				stored.Deleted, stored.ContentSeq = false, 0
+			}
+			set := bson.D{{Key: fSentAt, Value: d.SentAt}, {Key: fSeq, Value: d.Seq}, {Key: fAuthor, Value: d.Author}}
+			update := bson.D{}
+			switch {
+			case otherRoom:
+				set = append(set, bson.E{Key: fRoom, Value: d.Room}, bson.E{Key: fName, Value: d.Name},
+					bson.E{Key: fMessage, Value: d.Message})
+				update = append(update, bson.E{Key: "$unset", Value: bson.D{
+					{Key: fEditedAt, Value: ""}, {Key: fDeleted, Value: ""}, {Key: fContentSeq, Value: ""},
+					{Key: fReactions, Value: ""}, {Key: fReactionsSeq, Value: ""}}})
+			case stored.Deleted:
+				set = append(set, bson.E{Key: fName, Value: ""}, bson.E{Key: fMessage, Value: ""})
+			case stored.ContentSeq > 0:
+				set = append(set, bson.E{Key: fName, Value: d.Name})
+			default:
+				set = append(set, bson.E{Key: fName, Value: d.Name}, bson.E{Key: fMessage, Value: d.Message})
+			}
+			update = append(bson.D{{Key: "$set", Value: set}}, update...)
+			models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: fID, Value: d.ID}}).SetUpdate(update))
+		}
+		for chunk := range slices.Chunk(models, maxBulk) {
+			if _, err := s.coll.BulkWrite(wctx, chunk, options.BulkWrite().SetOrdered(true)); err != nil {
+				return fmt.Errorf("merge %d stored ids (first %s): %w", len(models), docs[dups[0]].ID, err)
+			}
+		}
+		return nil
+	})
+}
+
 // duplicates returns the indexes of the documents an insert refused as duplicate keys;
 // false if it failed for any other reason.
 func duplicates(err error) ([]int, bool) {
@@ -129,9 +194,37 @@ func duplicates(err error) ([]int, bool) {
 	return idx, true
 }
 
+// maxLookups is the most ids storedSeqs looks up one by one on FerretDB; more are read
+// with one (scanning) query.
+const maxLookups = 64
+
 // storedSeqs returns the stored seq of each of ids that has a document: 0 for a partial
 // one.
 func (s *Store) storedSeqs(ctx context.Context, ids []string) (map[string]int64, error) {
+	byID, err := s.idLookupsOnly(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if byID && len(ids) <= maxLookups {
+		// One lookup per id: an $in filter scans the whole collection there (server.go),
+		// which costs more than a few dozen lookups once history holds thousands.
+		out := make(map[string]int64, len(ids))
+		for _, id := range ids {
+			var d struct {
+				Seq int64 `bson:"seq"`
+			}
+			err := s.coll.FindOne(ctx, bson.D{{Key: fID, Value: id}},
+				options.FindOne().SetProjection(bson.D{{Key: fSeq, Value: 1}})).Decode(&d)
+			switch {
+			case errors.Is(err, mongo.ErrNoDocuments):
+			case err != nil:
+				return nil, fmt.Errorf("find %s: %w", id, err)
+			default:
+				out[id] = d.Seq
+			}
+		}
+		return out, nil
+	}
 	cur, err := s.coll.Find(ctx, bson.D{{Key: fID, Value: bson.D{{Key: "$in", Value: ids}}}},
 		options.Find().SetProjection(bson.D{{Key: fSeq, Value: 1}}))
 	if err != nil {

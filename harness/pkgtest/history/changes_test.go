@@ -208,9 +208,11 @@ func describe(cs []chat.Message) string {
 // written in any order, in any batches, repeated, and all of it once more in another
 // order, end as chat.State.Apply says; until its message is stored, a message's changes
 // are invisible.
-func TestChangesConvergeInAnyOrder(t *testing.T) {
+func TestChangesConvergeInAnyOrder(t *testing.T) { bothPaths(t, testChangesConvergeInAnyOrder) }
+
+func testChangesConvergeInAnyOrder(t *testing.T, newStore func(*mongo.Client) *history.Store) {
 	mc := chattest.StartMongo(t).Connect(t)
-	store, coll := history.New(mc), mc.Database(history.Database).Collection(history.Collection)
+	store, coll := newStore(mc), mc.Database(history.Database).Collection(history.Collection)
 	ctx := context.Background()
 	if err := store.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
@@ -253,10 +255,12 @@ func TestChangesConvergeInAnyOrder(t *testing.T) {
 
 // TestConcurrentWritersConverge: two writers (two clients, as two persister replicas)
 // write the same messages and changes at once, each in its own order and batches.
-func TestConcurrentWritersConverge(t *testing.T) {
+func TestConcurrentWritersConverge(t *testing.T) { bothPaths(t, testConcurrentWritersConverge) }
+
+func testConcurrentWritersConverge(t *testing.T, newStore func(*mongo.Client) *history.Store) {
 	db := chattest.StartMongo(t)
 	mc := db.Connect(t)
-	a, b := history.New(mc), history.New(db.Connect(t))
+	a, b := newStore(mc), newStore(db.Connect(t))
 	coll := mc.Database(history.Database).Collection(history.Collection)
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
@@ -275,4 +279,14 @@ func TestConcurrentWritersConverge(t *testing.T) {
 			t.Fatalf("round %d failed (seed %d)", round, seed)
 		}
 	}
+}
+
+// bothPaths runs test with stores that write the FerretDB way (what history.New picks
+// here) and with stores that write the MongoDB way (guarded updates), so that the path
+// production takes is tested too.
+func bothPaths(t *testing.T, test func(t *testing.T, newStore func(*mongo.Client) *history.Store)) {
+	t.Run("by_id", func(t *testing.T) { test(t, history.New) })
+	t.Run("guarded", func(t *testing.T) {
+		test(t, func(c *mongo.Client) *history.Store { return history.New(c).WithGuardedUpdates() })
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 func TestInsertManyIsIdempotentAndPagesBySeq(t *testing.T) {
@@ -86,8 +87,10 @@ func TestNextSeqOnEmptyStore(t *testing.T) {
 
 // An id stored twice in the stream is one message, the copy with the lowest seq, whatever
 // order (and batches) the copies are written in; Seqs tells which seq is stored.
-func TestInsertManyKeepsTheLowestSeq(t *testing.T) {
-	store := history.New(chattest.StartMongo(t).Connect(t))
+func TestInsertManyKeepsTheLowestSeq(t *testing.T) { bothPaths(t, testInsertManyKeepsTheLowestSeq) }
+
+func testInsertManyKeepsTheLowestSeq(t *testing.T, newStore func(*mongo.Client) *history.Store) {
+	store := newStore(chattest.StartMongo(t).Connect(t))
 	ctx := context.Background()
 	at := chat.NormalizeTime(time.Now())
 	copyOf := func(id string, seq uint64, room, text string) chat.Message {

@@ -10,6 +10,7 @@ import (
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 func seqsOf(ms []chat.Message) (s []uint64) {
@@ -23,8 +24,10 @@ func seqsOf(ms []chat.Message) (s []uint64) {
 // Seqs, Count, NextSeq) until the message is inserted, which then shows their state: an
 // edited text, reactions, a tombstone (and stays one when a lower-seq copy of the id is
 // stored later).
-func TestChangesBeforeTheirMessage(t *testing.T) {
-	store := history.New(chattest.StartMongo(t).Connect(t))
+func TestChangesBeforeTheirMessage(t *testing.T) { bothPaths(t, testChangesBeforeTheirMessage) }
+
+func testChangesBeforeTheirMessage(t *testing.T, newStore func(*mongo.Client) *history.Store) {
+	store := newStore(chattest.StartMongo(t).Connect(t))
 	ctx := context.Background()
 	at := chat.NormalizeTime(time.Now())
 	edited := at.Add(time.Minute)
