@@ -40,6 +40,9 @@ var (
 	// ErrUnavailable: NATS is disconnected or did not answer in time; nothing is known
 	// to be published. The client may retry.
 	ErrUnavailable = errors.New("message broker unavailable")
+	// ErrHistoryBehind: history lacks the message while the persister has messages of
+	// the stream still to store: it may be one of them. Try again later.
+	ErrHistoryBehind = errors.New("history is catching up with the stream")
 	// ErrHistoryUnavailable: MongoDB did not answer.
 	ErrHistoryUnavailable = errors.New("history unavailable")
 )
@@ -233,17 +236,35 @@ func (c *Changer) load(ctx context.Context, room, id string) (chat.Message, chat
 		now := time.Now()
 		if deadline.IsZero() {
 			if !c.recent(id, now) {
-				return chat.Message{}, chat.State{}, ErrNotFound
+				return chat.Message{}, chat.State{}, c.notFound(ctx)
 			}
 			deadline = now.Add(c.o.Wait)
 		}
 		if now.After(deadline) {
-			return chat.Message{}, chat.State{}, ErrNotFound
+			return chat.Message{}, chat.State{}, c.notFound(ctx)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return chat.Message{}, chat.State{}, err
 		}
 	}
+}
+
+// notFound is the answer for a message history lacks: ErrNotFound when the persister
+// has stored everything the stream holds, else ErrHistoryBehind (the message may be
+// one of those not stored yet: a 404 then would deny a message its poster saw
+// acknowledged).
+func (c *Changer) notFound(ctx context.Context) error {
+	cons, err := c.js.Consumer(ctx, chat.StreamName, chat.PersisterConsumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return ErrNotFound // no persister ever ran: nothing to wait for
+	case err != nil:
+		return unavailable(ctx, fmt.Errorf("consumer %s: %w", chat.PersisterConsumer, err))
+	}
+	if info := cons.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
+		return ErrHistoryBehind
+	}
+	return ErrNotFound
 }
 
 // recent reports whether id is a ULID of the last Recent (2s ahead allowed: another

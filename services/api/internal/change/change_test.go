@@ -347,3 +347,38 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("NATS down: %v", err)
 	}
 }
+
+// TestUnknownWhileThePersisterIsBehind: a message history lacks is ErrHistoryBehind (a
+// 503: try again) while the persister's consumer has messages still to store, since it
+// may be one of them; ErrNotFound once the persister has stored everything.
+func TestUnknownWhileThePersisterIsBehind(t *testing.T) {
+	e := newEnv(t, Options{Wait: 100 * time.Millisecond})
+	cons, err := e.js.CreateOrUpdateConsumer(ctx(t), chat.StreamName, jetstream.ConsumerConfig{
+		Durable: chat.PersisterConsumer, AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.post("general", "", false) // acknowledged, not stored: the persister is behind
+	for _, id := range []string{m.ID, "not-a-ulid"} {
+		if _, err := e.c.Change(ctx(t), "general", id, "", edit("x")); !errors.Is(err, ErrHistoryBehind) {
+			t.Fatalf("%s while the persister is behind: %v, want ErrHistoryBehind", id, err)
+		}
+	}
+	// The persister stores it and acks.
+	e.persist(m)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for msg := range batch.Messages() {
+		if err := msg.DoubleAck(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.c.Change(ctx(t), "general", "not-a-ulid", "", edit("x")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown id, persister caught up: %v, want ErrNotFound", err)
+	}
+	if _, err := e.c.Change(ctx(t), "general", m.ID, "", edit("stored")); err != nil {
+		t.Fatalf("stored message: %v", err)
+	}
+}

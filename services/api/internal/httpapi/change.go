@@ -176,6 +176,10 @@ func (s *Server) applyChange(w http.ResponseWriter, r *http.Request, t *target, 
 		return change.Result{}, http.StatusConflict
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return change.Result{}, 499 // the client went away
+	case errors.Is(err, change.ErrHistoryBehind):
+		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "no message "+strconv.Quote(t.id)+
+			" in history yet, and the persister has messages still to store: try again")
+		return change.Result{}, http.StatusServiceUnavailable
 	case errors.Is(err, change.ErrHistoryUnavailable):
 		s.log.Error("change", "request_id", w.Header().Get(HeaderRequestID), "msg_id", t.id, "error", err)
 		writeRetry(w, http.StatusServiceUnavailable, s.o.RetryAfter, "history unavailable")
