@@ -72,7 +72,7 @@ func (p *Persister) process(ctx context.Context, msgs []jetstream.Msg) error {
 		m, err := chat.FromStored(it.stored, it.epoch)
 		switch {
 		case err == nil:
-			w.add(m, i)
+			w.add(m, i, it.delivered > 1)
 		case chat.IsInvalid(err):
 			it.err = err
 			invalid = append(invalid, i)
@@ -139,12 +139,16 @@ func needsEpoch(s *chat.Stored) bool {
 type writes struct {
 	msgs, changes         []chat.Message
 	msgIdx, changeIdx     []int
+	redelivered           []string  // ids of the messages delivered before
 	msgsDone, changesDone time.Time // when each write completed
 }
 
-func (w *writes) add(m chat.Message, i int) {
+func (w *writes) add(m chat.Message, i int, redelivered bool) {
 	if m.Event == "" {
 		w.msgs, w.msgIdx = append(w.msgs, m), append(w.msgIdx, i)
+		if redelivered {
+			w.redelivered = append(w.redelivered, m.ID)
+		}
 	} else {
 		w.changes, w.changeIdx = append(w.changes, m), append(w.changeIdx, i)
 	}
@@ -161,7 +165,7 @@ func (p *Persister) write(ctx context.Context, w *writes) (msgErr, changeErr err
 	defer cancel()
 	start := time.Now()
 	if len(w.msgs) > 0 {
-		if err := p.w.InsertMany(wctx, w.msgs); err != nil {
+		if err := p.w.InsertMany(wctx, p.unstored(wctx, w)); err != nil {
 			p.met.errors.Inc()
 			p.log.Error("write batch; will retry", "messages", len(w.msgs),
 				"first_seq", w.msgs[0].Seq, "error", err)
@@ -184,6 +188,29 @@ func (p *Persister) write(ctx context.Context, w *writes) (msgErr, changeErr err
 	}
 	p.met.writeSeconds.Observe(time.Since(start).Seconds())
 	return msgErr, changeErr
+}
+
+// unstored is w's messages less the redelivered ones that are stored already (this very
+// copy: same id and seq). A batch comes back when its write failed or outlasted the ack
+// wait, often after most of it was stored; FerretDB inserts a batch holding a stored id
+// one document at a time, so after a MongoDB outage batches of stored messages took
+// longer than the write timeout each time they came back and the persister stopped
+// making progress. If the store cannot tell, every message is inserted (as before).
+func (p *Persister) unstored(ctx context.Context, w *writes) []chat.Message {
+	if len(w.redelivered) == 0 {
+		return w.msgs
+	}
+	stored, err := p.w.Seqs(ctx, w.redelivered)
+	if err != nil || len(stored) == 0 {
+		return w.msgs
+	}
+	out := make([]chat.Message, 0, len(w.msgs))
+	for _, m := range w.msgs {
+		if seq, ok := stored[m.ID]; !ok || seq != m.Seq {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // deadLetter republishes an invalid payload, unchanged, to chat.deadletter and waits for

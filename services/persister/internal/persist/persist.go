@@ -33,9 +33,13 @@ const ConsumerName = chat.PersisterConsumer
 // must replace the stored copy (the lowest seq is the message). Changes must apply
 // idempotently and in any order, also before their message is stored.
 // *history.Store implements it.
+//
+// Seqs returns the stored seq of each of ids that is stored: the persister asks it
+// before inserting redelivered messages, and leaves out those stored already.
 type Writer interface {
 	InsertMany(ctx context.Context, msgs []chat.Message) error
 	ApplyChanges(ctx context.Context, changes []chat.Message) error
+	Seqs(ctx context.Context, ids []string) (map[string]uint64, error)
 }
 
 // Config tunes the persister. Zero values take the defaults documented on each field.
@@ -204,6 +208,12 @@ func (p *Persister) consume(ctx, work context.Context) error {
 	batch := make([]jetstream.Msg, 0, p.cfg.BatchSize)
 	// After a failed write, pause before the next batch so an outage is not hammered.
 	pause := backoff{min: p.cfg.RetryMin, max: min(p.cfg.RetryMax, p.cfg.AckWait/2)}
+	// After a failed write the next batch is half as big, after a good one twice (up to
+	// BatchSize). A store that has just come back (or is slow) may take longer than the
+	// write timeout to write a full batch: the write is then abandoned and rolled back and
+	// the same batch comes back, and at full size it never got written (seen after a
+	// FerretDB restart with a backlog). Smaller batches always get through.
+	limit := p.cfg.BatchSize
 	for {
 		first, err := it.Next(jetstream.NextContext(work))
 		if err != nil {
@@ -215,7 +225,7 @@ func (p *Persister) consume(ctx, work context.Context) error {
 		batch = append(batch[:0], first)
 		var nextErr error
 		deadline := time.Now().Add(p.cfg.BatchWait)
-		for len(batch) < p.cfg.BatchSize {
+		for len(batch) < limit {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				break
@@ -234,10 +244,12 @@ func (p *Persister) consume(ctx, work context.Context) error {
 		switch {
 		case err == nil:
 			pause.reset()
+			limit = min(2*limit, p.cfg.BatchSize)
 		case ctx.Err() != nil:
 			// Draining with a broken store: leave the rest to be redelivered elsewhere.
 			return nil
 		default:
+			limit = max(limit/2, minAdaptiveBatch)
 			sleep(ctx, pause.next())
 		}
 		if nextErr != nil && !(errors.Is(nextErr, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil) {
@@ -245,6 +257,9 @@ func (p *Persister) consume(ctx, work context.Context) error {
 		}
 	}
 }
+
+// minAdaptiveBatch is the smallest batch the persister shrinks to after failed writes.
+const minAdaptiveBatch = 8
 
 // ensure creates or updates the streams and the durable consumer and reads the epoch.
 func (p *Persister) ensure(ctx context.Context) error {
