@@ -231,7 +231,7 @@ func TestDrainExactCounts(t *testing.T) {
 		}
 	}
 	var all []chat.Message
-	chattest.Eventually(t, 20*time.Second, func() bool { all = readAll(); return len(all) >= len(acked) }, "MongoDB does not have every acknowledged message")
+	chattest.EventuallyEvery(t, 20*time.Second, 250*time.Millisecond, func() bool { all = readAll(); return len(all) >= len(acked) }, "MongoDB does not have every acknowledged message")
 	if all = readAll(); len(all) != len(acked) {
 		t.Fatalf("MongoDB has %d messages, %d were acknowledged", len(all), len(acked))
 	}

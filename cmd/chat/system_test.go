@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +67,11 @@ func startSystemWith(t *testing.T, cfg Config) *system {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &system{t: t, cfg: cfg, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logw io.Writer = io.Discard
+	if os.Getenv("CHAT_TEST_LOG") != "" { // the system's logs, to debug a test
+		logw = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logw, nil))
 	go func() { s.done <- serve(ctx, cfg, log, ln) }()
 	t.Cleanup(s.stop)
 	chattest.Eventually(t, 60*time.Second, func() bool {
@@ -98,7 +104,9 @@ func (s *system) stop() {
 			s.t.Errorf("system stopped with %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		s.t.Error("system did not stop within 30s")
+		buf := make([]byte, 1<<22)
+		buf = buf[:runtime.Stack(buf, true)]
+		s.t.Errorf("system did not stop within 30s; goroutines:\n%s", buf)
 	}
 }
 

@@ -159,11 +159,19 @@ func (m *Mongo) Connect(t testing.TB) *mongo.Client {
 // Eventually polls cond every 10ms until it holds or timeout passes, then fails the test.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
+	EventuallyEvery(t, timeout, 10*time.Millisecond, cond, format, args...)
+}
+
+// EventuallyEvery is Eventually polling every interval: for conditions that cost the
+// system under test, such as counting a FerretDB collection (a full scan each time,
+// which polled every 10ms starved the persister's writes after a restart).
+func EventuallyEvery(t testing.TB, timeout, interval time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("after %v: %s", timeout, fmt.Sprintf(format, args...))
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }

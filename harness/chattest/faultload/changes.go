@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -38,6 +39,7 @@ type Changer struct {
 	mu       sync.Mutex
 	acks     []ChangeAck
 	outcomes map[int]int // final status of each change
+	retried  map[int]int // failed attempts by status (0: network error), retried
 }
 
 // reactionEmoji and reactors are what the changer reacts with.
@@ -50,7 +52,7 @@ var (
 // random acknowledged message of its room (seeded: the same test makes the same kinds
 // of change).
 func (l *Load) StartChanges(rooms []string, every time.Duration) *Changer {
-	c := &Changer{l: l, stop: make(chan struct{}), outcomes: map[int]int{}}
+	c := &Changer{l: l, stop: make(chan struct{}), outcomes: map[int]int{}, retried: map[int]int{}}
 	l.changer = c
 	for i, room := range rooms {
 		c.wg.Add(1)
@@ -76,7 +78,8 @@ func (c *Changer) Acks() []ChangeAck {
 	return slices.Clone(c.acks)
 }
 
-// Outcomes are the final statuses of the changes made, e.g. "200=812 404=3 409=40".
+// Outcomes are the final statuses of the changes made and the failed attempts that were
+// retried, e.g. "200=812 404=3 409=40 retried:503=12".
 func (c *Changer) Outcomes() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -85,6 +88,9 @@ func (c *Changer) Outcomes() string {
 		if n := c.outcomes[s]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d=%d", s, n))
 		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(c.retried)) {
+		parts = append(parts, fmt.Sprintf("retried:%d=%d", s, c.retried[s]))
 	}
 	return strings.Join(parts, " ")
 }
@@ -179,9 +185,11 @@ func (c *Changer) do(method, path, body, editKey string) (int, uint64, bool) {
 		}
 		switch {
 		case status == 0 || slices.Contains(l.opts.Retry, status):
-			l.mu.Lock()
-			l.failures[status]++
-			l.mu.Unlock()
+			// Counted apart from the posts' failures: the fault tests tell which
+			// faults may answer posts 503.
+			c.mu.Lock()
+			c.retried[status]++
+			c.mu.Unlock()
 			continue
 		case status == http.StatusNotFound || status == http.StatusConflict:
 			return status, 0, true

@@ -70,7 +70,7 @@ func Finish(t testing.TB, store *history.Store, load *Load, rooms []string, subs
 	defer cancel()
 
 	// MongoDB: wait until each room holds at least its acknowledged messages.
-	chattest.Eventually(t, 20*time.Second, func() bool {
+	chattest.EventuallyEvery(t, 30*time.Second, 250*time.Millisecond, func() bool {
 		for _, room := range rooms {
 			n, err := store.Count(ctx, room)
 			if err != nil || int(n) < res.PerRoom[room] {
