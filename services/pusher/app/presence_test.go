@@ -199,3 +199,55 @@ func TestPresenceAcrossPushers(t *testing.T) {
 		t.Fatalf("bob saw typing %v, want Ann once", bob.typing)
 	}
 }
+
+// Joins and leaves in a busy room are coalesced: the first change goes out at once, then
+// at most one join and one leave frame per second, and applying them gives the room's
+// presence.
+func TestPresenceCoalescesJoinsAndLeaves(t *testing.T) {
+	e := newEnv(t, chat.DefaultStreamOptions())
+	cfg := defaultConfig()
+	p := e.startPresencePusher(cfg)
+	w := dialWatcher(t, p.url+"?room=busy&presence=1&name=W")
+	if f, ok := w.read(time.Now().Add(5 * time.Second)); !ok || f.Type != "presence" || f.Online != 1 {
+		t.Fatalf("presence frame %+v", f)
+	}
+	start := time.Now()
+	var conns []*websocket.Conn
+	for i := range 12 {
+		c := dialWatcher(t, p.url+"?room=busy&name=N"+string(rune('a'+i)))
+		conns = append(conns, c.conn)
+	}
+	for _, c := range conns[:5] {
+		c.Close()
+	}
+	var joins, leaves []time.Duration
+	deadline := time.Now().Add(10 * time.Second)
+	for w.online != 8 || len(w.members) != 8 {
+		f, ok := w.read(deadline)
+		if !ok {
+			t.Fatalf("presence online %d members %v, want 8 online: W and Nf..Nl", w.online, w.members)
+		}
+		switch f.Type {
+		case "join":
+			joins = append(joins, time.Since(start))
+		case "leave":
+			leaves = append(leaves, time.Since(start))
+		}
+	}
+	for i := 'f'; i <= 'l'; i++ {
+		if w.members["N"+string(i)] != 1 {
+			t.Fatalf("members %v", w.members)
+		}
+	}
+	t.Logf("12 joins and 5 leaves within %v came as joins at %v and leaves at %v", time.Since(start), joins, leaves)
+	if len(joins) == 0 || joins[0] > 500*time.Millisecond {
+		t.Fatalf("first join frame at %v, want at once", joins)
+	}
+	for _, ts := range [][]time.Duration{joins, leaves} {
+		for i := 1; i < len(ts); i++ {
+			if ts[i]-ts[i-1] < 900*time.Millisecond {
+				t.Fatalf("two frames of a kind %v apart: joins %v leaves %v", ts[i]-ts[i-1], joins, leaves)
+			}
+		}
+	}
+}
