@@ -251,3 +251,28 @@ func TestPresenceCoalescesJoinsAndLeaves(t *testing.T) {
 		}
 	}
 }
+
+// Bad presence parameters answer 400 before the upgrade, bad commands an error frame.
+func TestPresenceBadInput(t *testing.T) {
+	e := newEnv(t, chat.DefaultStreamOptions())
+	p := e.startPresencePusher(defaultConfig())
+	for _, q := range []string{"?room=r&presence=2", "?room=r&name=", "?room=r&name=%20", "?presence=1", "?name=Ann"} {
+		_, resp, err := websocket.DefaultDialer.Dial(p.url+q, nil)
+		if err == nil || resp == nil || resp.StatusCode != 400 {
+			t.Fatalf("%s: %v %v, want 400", q, err, resp)
+		}
+	}
+	w := dialWatcher(t, p.url+"?room=r")
+	for cmd, want := range map[string]string{
+		`{"type":"subscribe","room":"s","presence":"yes"}`: "presence: must be true or false",
+		`{"type":"subscribe","room":"s","name":""}`:        "name: must not be empty",
+		`{"type":"subscribe","room":"s","name":5}`:         "name: must be a string",
+	} {
+		if err := w.conn.WriteMessage(websocket.TextMessage, []byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+		if f, ok := w.read(time.Now().Add(5 * time.Second)); !ok || f.Type != "error" || f.Error != want || f.Room != "s" {
+			t.Fatalf("%s: %+v, want error %q", cmd, f, want)
+		}
+	}
+}
