@@ -25,7 +25,9 @@ func (p *recPresence) Join(room string, _ *Client, m Member) {
 func (p *recPresence) Leave(room string, _ *Client, m Member) {
 	p.add("leave:" + room + ":" + m.Name)
 }
-func (p *recPresence) Typing(room string, _ *Client, m Member) { p.add("typing:" + room + ":" + m.Name) }
+func (p *recPresence) Typing(room string, _ *Client, m Member) {
+	p.add("typing:" + room + ":" + m.Name)
+}
 
 // Every registered subscription joins presence once and leaves it once (unsubscribe or
 // the client's end); typing is forwarded only for a subscribed, named subscription, at
