@@ -146,6 +146,7 @@ func TestScaledTopology(t *testing.T) {
 		run  func(*testing.T, *env)
 	}{
 		{"pusher kill", pusherKill},
+		{"presence across pushers, pusher kill", presenceAcrossPushers},
 		{"persister kill", persisterKill},
 		{"api rolling restart", apiRollingRestart},
 		{"pusher rolling deploy", pusherRollingDeploy},

@@ -16,6 +16,7 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/pkg/presence"
 	"github.com/chatrt/chat/services/api/internal/change"
 	"github.com/chatrt/chat/services/api/internal/editkey"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
@@ -69,6 +70,10 @@ type Config struct {
 	// else refuses to start; empty is the default. Matched exactly (❤️ with its U+FE0F is
 	// not ❤ without).
 	Reactions []string `envconfig:"REACTIONS" default:"👍,❤️,😂,🎉,😮,😢"`
+	// PresenceTimeout is how long a pusher's presence is believed without news (the
+	// pushers' setting, CHAT_PRESENCE_TIMEOUT): GET /rooms/{room}/presence and the online
+	// counts of GET /rooms come from what the pushers publish on NATS.
+	PresenceTimeout time.Duration `envconfig:"PRESENCE_TIMEOUT" default:"10s"`
 	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_HS256_SECRET,
 	// CHAT_AUTH_PUBLIC_KEY, CHAT_AUTH_PUBLIC_KEY_FILE or CHAT_AUTH_JWKS_URL; with
 	// CHAT_AUTH_ISSUER, CHAT_AUTH_AUDIENCE, CHAT_AUTH_LEEWAY, CHAT_AUTH_JWKS_REFRESH, see
@@ -89,9 +94,10 @@ type Deps struct {
 
 // App is the api service.
 type App struct {
-	cfg    Config
-	log    *slog.Logger
-	server *httpapi.Server
+	cfg      Config
+	log      *slog.Logger
+	server   *httpapi.Server
+	presence *presence.View
 }
 
 // New ensures the streams and the history indexes and builds the handler. It starts no
@@ -149,9 +155,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 			return nil, fmt.Errorf("api: edit keys: %w", err)
 		}
 	}
+	view := presence.NewView(deps.NATS, presence.ViewConfig{Timeout: cfg.PresenceTimeout, Log: deps.Log})
 	srv, err := httpapi.New(httpapi.Options{
 		Stream:         appender,
 		History:        store,
+		Rooms:          store,
+		Presence:       view,
 		Changes:        changer,
 		EditKeys:       keys,
 		Reactions:      reactions,
@@ -168,10 +177,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return &App{cfg: cfg, log: deps.Log, server: srv}, nil
+	return &App{cfg: cfg, log: deps.Log, server: srv, presence: view}, nil
 }
 
-// Handler serves every api route: POST/GET /messages, POST/GET /rooms/{room}/messages,
+// Handler serves every api route: GET /rooms, GET /rooms/{room}/presence, POST/GET
+// /messages, POST/GET /rooms/{room}/messages,
 // PATCH/DELETE /rooms/{room}/messages/{id}, POST /rooms/{room}/messages/{id}/reactions,
 // DELETE /rooms/{room}/messages/{id}/reactions/{emoji}, /healthz, /readyz, /metrics and
 // the UI at /.
@@ -181,11 +191,14 @@ func (a *App) Handler() http.Handler { return a.server.Handler() }
 // draining), else an error saying what is not. /readyz answers the same.
 func (a *App) Ready(ctx context.Context) error { return a.server.Ready(ctx) }
 
-// Run waits until ctx is done, then drains: /readyz turns 503, new posts get 503, and it
-// returns once the posts in flight are answered (or ShutdownTimeout passes). The caller
-// then shuts its HTTP server down and drains the NATS connection.
+// Run listens to the pushers' presence until ctx is done, then drains: /readyz turns 503,
+// new posts get 503, and it returns once the posts in flight are answered (or
+// ShutdownTimeout passes). The caller then shuts its HTTP server down and drains the NATS
+// connection.
 func (a *App) Run(ctx context.Context) error {
-	<-ctx.Done()
+	if err := a.presence.Run(ctx); err != nil {
+		return err
+	}
 	a.log.Info("api draining")
 	timeout := a.cfg.ShutdownTimeout
 	if timeout <= 0 {
