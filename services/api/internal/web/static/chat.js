@@ -21,6 +21,14 @@
  *     onState(state)     {},          // 'connecting' | 'live' | 'reconnecting' | 'offline' |
  *                                     //   'auth_failed' (token refused and no fresh one: stopped)
  *     onSubscribed(frame){},          // {type:'subscribed', room, seq}: once per (re)subscription
+ *     onPresence(room, state) {},     // who is in a room subscribed with presence: true:
+ *                                     //   {online, anonymous, members: [{name, connections}]}, the
+ *                                     //   room's whole current presence (members sorted by name)
+ *                                     //   after every presence/join/leave frame (the client applies
+ *                                     //   the diffs); online counts every connection, anonymous
+ *                                     //   those without a name
+ *     onTyping({room, name}) {},      // someone else is typing in a room subscribed with presence
+ *                                     //   (show it ~5 s); never replayed
  *     onError(err)       {},          // {source:'ws', error, room?} for server error frames,
  *                                     //   {source:'ws', code, reason} for closes 1008/1009 (client bug)
  *                                     //   and 4401/4403 (token refused; auth: true),
@@ -44,6 +52,14 @@
  *
  *   client.subscribe(room, since)   // since (optional): last seq already shown; every later message is
  *                                   //   delivered once, in order. Without since: live from now.
+ *   client.subscribe(room, {since, presence, name})
+ *                                   // the same with options: presence: true opts in to onPresence
+ *                                   //   and onTyping for the room; name: who this subscription is
+ *                                   //   in presence when auth is off (with auth on the token says).
+ *                                   //   Kept across reconnects like since.
+ *   client.typing(room)             // tell the room's others this client is typing: sends at most
+ *                                   //   one typing frame per 2 s per room; returns whether it sent
+ *                                   //   (false: too soon, not subscribed yet, or no socket)
  *   client.unsubscribe(room)
  *   client.lastSeq(room)            // last seq delivered (message or change; or given as since) for
  *                                   //   the room, or null
@@ -78,6 +94,11 @@
  *   client.editKey(room, id)        // its edit key, or null
  *   await client.history(room, {before, after, limit})
  *                                   // GET /rooms/{room}/messages: array, oldest first. Rejects with ChatError.
+ *   await client.rooms({limit, before})
+ *                                   // GET /rooms: [{room, last_seq, last_sent_at, messages, online}],
+ *                                   //   newest activity first; before: a last_seq to page from.
+ *   await client.presence(room)     // GET /rooms/{room}/presence: {room, online, members}.
+ *                                   //   Both reject with ChatError (token-refreshed like history).
  *   client.disconnect()             // close the socket, keep rooms and seqs (state 'offline')
  *   client.connect()                // reconnect now; every room resumes with since = its last seq
  *                                   //   (after 'auth_failed': set client.token first)
@@ -122,6 +143,7 @@
   const STABLE_AFTER = 5000;     // ms a socket must stay open before the backoff resets
   const AUTH_CLOSE = [4401, 4403]; // websocket closes for a refused token
   const AUTH_STATUS = [401, 403];  // HTTP answers for a refused token
+  const TYPING_EVERY = 2000;       // ms between two typing frames of one room
 
   class ChatError extends Error {
     constructor(status, error, retryAfter, key) {
@@ -324,6 +346,8 @@
       this.onSubscribed = opts.onSubscribed || noop;
       this.onChange = opts.onChange || noop;
       this.onError = opts.onError || noop;
+      this.onPresence = opts.onPresence || noop;
+      this.onTyping = opts.onTyping || noop;
       this.minDelay = opts.minDelay ?? 500;
       this.maxDelay = opts.maxDelay ?? 30000;
       this.token = opts.token || null;
@@ -332,7 +356,10 @@
       this._keys = new EditKeys(opts.storage === undefined ? defaultStorage() : opts.storage, opts.maxEditKeys ?? 500);
       this.state = 'offline';
       // room -> {last: seq delivered or given as since, floor: stream seq at a subscription
-      // without since, awaiting: a subscribe was sent and its 'subscribed' frame not yet seen}
+      // without since, awaiting: a subscribe was sent and its 'subscribed' frame not yet seen,
+      // presence: opted in, name: the presence name or null, pres: the presence snapshot
+      // {online, anonymous, members: Map name -> connections} of this subscription or null
+      // until its presence frame, typedAt: ms of the last typing frame sent}
       this._rooms = new Map();
       this._ws = null;
       this._wanted = false;    // should a socket be open?
@@ -364,17 +391,33 @@
       return r ? r.last : null;
     }
 
-    subscribe(room, since) {
+    subscribe(room, opts) {
       if (!ChatClient.validRoom(room)) throw new TypeError('invalid room: ' + room);
+      const o = opts != null && typeof opts === 'object' ? opts : { since: opts };
+      const since = o.since;
       if (since != null && !isSeq(since)) throw new TypeError('invalid since: ' + since);
+      if (o.name != null && typeof o.name !== 'string') throw new TypeError('invalid name: ' + o.name);
       if (this._rooms.has(room)) this._send({ type: 'unsubscribe', room });
-      const r = { last: since ?? null, floor: null, awaiting: false };
+      const r = {
+        last: since ?? null, floor: null, awaiting: false,
+        presence: o.presence === true, name: o.name || null, pres: null, typedAt: 0,
+      };
       this._rooms.set(room, r);
       this._sendSubscribe(room, r);
     }
 
     unsubscribe(room) {
       if (this._rooms.delete(room)) this._send({ type: 'unsubscribe', room });
+    }
+
+    typing(room) {
+      const r = this._rooms.get(room);
+      if (!r || r.awaiting) return false;
+      const now = Date.now();
+      if (now - r.typedAt < TYPING_EVERY) return false;
+      if (!this._send({ type: 'typing', room })) return false;
+      r.typedAt = now;
+      return true;
     }
 
     connect() {
@@ -440,7 +483,32 @@
       if (after != null) q.set('after', String(after));
       if (limit != null) q.set('limit', String(limit));
       const qs = q.toString();
-      const url = this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages' + (qs ? '?' + qs : '');
+      const list = await this._get(this._messagesURL(room) + (qs ? '?' + qs : ''));
+      if (!Array.isArray(list)) throw new ChatError(200, 'unexpected history response', null, null);
+      return list;
+    }
+
+    async rooms({ limit, before } = {}) {
+      const q = new URLSearchParams();
+      if (limit != null) q.set('limit', String(limit));
+      if (before != null) q.set('before', String(before));
+      const qs = q.toString();
+      const list = await this._get(this.baseURL + '/rooms' + (qs ? '?' + qs : ''));
+      if (!Array.isArray(list)) throw new ChatError(200, 'unexpected rooms response', null, null);
+      return list;
+    }
+
+    async presence(room) {
+      const p = await this._get(this.baseURL + '/rooms/' + encodeURIComponent(room) + '/presence');
+      if (!p || typeof p !== 'object' || Array.isArray(p)) throw new ChatError(200, 'unexpected presence response', null, null);
+      return p;
+    }
+
+    // --- internals ---
+
+    // _get sends a GET and resolves to the answer's JSON; a 401/403 asks for a fresh token once.
+    // Rejects with ChatError.
+    async _get(url) {
       const init = { headers: this._headers({}) };
       let res;
       for (let refreshed = false; ; refreshed = true) {
@@ -453,12 +521,12 @@
         const err = await ChatError.fromResponse(res, null);
         if (refreshed || !AUTH_STATUS.includes(res.status) || !(await this._refreshAfterHTTP(init, res.status, err))) throw err;
       }
-      const list = await res.json();
-      if (!Array.isArray(list)) throw new ChatError(res.status, 'unexpected history response', null, null);
-      return list;
+      try {
+        return await res.json();
+      } catch (e) {
+        throw new ChatError(res.status, 'invalid JSON response', null, null);
+      }
     }
-
-    // --- internals ---
 
     _messagesURL(room) { return this.baseURL + '/rooms/' + encodeURIComponent(room) + '/messages'; }
 
@@ -598,6 +666,7 @@
         clearTimeout(this._openTimer);
         if (this._ws !== ws) return;
         this._ws = null;
+        for (const r of this._rooms.values()) r.pres = null; // the next socket's presence frame replaces it
         if (ev.code === 1008 || ev.code === 1009) {
           console.error('chat: server closed the socket', ev.code, ev.reason);
           this.onError({ source: 'ws', code: ev.code, reason: ev.reason });
@@ -628,6 +697,11 @@
       const f = { type: 'subscribe', room };
       const since = r.last ?? r.floor;
       if (since != null) f.since = since;
+      if (r.presence) {
+        f.presence = true;
+        if (r.name) f.name = r.name;
+      }
+      r.pres = null; // this subscription's presence frame starts a new snapshot
       // Until its 'subscribed' frame arrives, frames for the room belong to an earlier
       // subscription on this socket (re-subscribe) and are dropped.
       if (this._send(f)) r.awaiting = true;
@@ -672,6 +746,31 @@
           // the first message.
           if (r && r.last == null && isSeq(f.seq)) r.floor = f.seq;
           try { this.onSubscribed(f); } catch (e) { console.error(e); }
+          return;
+        }
+        case 'presence':
+        case 'join':
+        case 'leave': {
+          const r = this._rooms.get(f.room);
+          if (!r || r.awaiting || !r.presence) return;
+          if (f.type === 'presence') r.pres = { online: 0, anonymous: 0, members: new Map() };
+          else if (!r.pres) return; // a diff before its snapshot
+          const p = r.pres;
+          if (isSeq(f.online)) p.online = f.online;
+          if (isSeq(f.anonymous)) p.anonymous = f.anonymous;
+          for (const m of Array.isArray(f.members) ? f.members : []) {
+            if (!m || typeof m.name !== 'string' || !isSeq(m.connections)) continue;
+            if (m.connections > 0) p.members.set(m.name, m.connections); else p.members.delete(m.name);
+          }
+          const members = [...p.members].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+            .map(([name, connections]) => ({ name, connections }));
+          try { this.onPresence(f.room, { online: p.online, anonymous: p.anonymous, members }); } catch (e) { console.error(e); }
+          return;
+        }
+        case 'typing': {
+          const r = this._rooms.get(f.room);
+          if (!r || r.awaiting || typeof f.name !== 'string' || !f.name) return;
+          try { this.onTyping({ room: f.room, name: f.name }); } catch (e) { console.error(e); }
           return;
         }
         case 'error':
