@@ -424,7 +424,7 @@ class ChatClient {
     if (this._rooms.has(room)) this._send({ type: 'unsubscribe', room });
     const r = {
       last: since ?? null, floor: null, awaiting: false,
-      presence: o.presence === true, name: o.name || null, pres: null, typedAt: 0,
+      presence: o.presence === true, name: o.name || null, pres: null, typedAt: -Infinity,
     };
     this._rooms.set(room, r);
     this._sendSubscribe(room, r);
