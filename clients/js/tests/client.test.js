@@ -180,3 +180,31 @@ test('bad input gets a clear error', async () => {
   await assert.rejects(c.edit(room('bad'), 'nope', 'x'), (e) => e instanceof ChatError && e.status === 404);
   assert.throws(() => new ChatClient({ baseURL: server.url, WebSocket: null, autoConnect: false, ...(globalThis.WebSocket ? { WebSocket: 1 } : {}) }), TypeError);
 });
+
+test('rooms() lists rooms by newest activity and pages with before; presence() answers for a room', async () => {
+  const c = client(null, { autoConnect: false });
+  const [r1, r2] = [room('list'), room('list')];
+  await c.post(r1, 'Ann', 'one');
+  await c.post(r1, 'Ann', 'two');
+  const last = await c.post(r2, 'Ann', 'three');
+  const list = await eventually(async () => {
+    const l = await c.rooms({ limit: 200 });
+    const mine = l.filter((e) => e.room === r1 || e.room === r2);
+    return mine.length === 2 && mine[0].messages === 1 && mine[1].messages === 2 && l;
+  }, 'both rooms listed');
+  const mine = list.filter((e) => e.room === r1 || e.room === r2);
+  assert.deepEqual(mine.map((e) => e.room), [r2, r1]);
+  assert.equal(mine[0].last_seq, last.seq);
+  assert.equal(mine[0].last_sent_at, last.sent_at);
+  const seqs = list.map((e) => e.last_seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => b - a));
+  const page = await c.rooms({ limit: 1, before: last.seq });
+  assert.equal(page.length, 1);
+  assert.ok(page[0].last_seq < last.seq);
+  await assert.rejects(c.rooms({ limit: 0 }), (e) => e instanceof ChatError && e.status === 400);
+
+  const p = await c.presence(r1);
+  assert.equal(p.room, r1);
+  assert.ok(Number.isSafeInteger(p.online) && Array.isArray(p.members), JSON.stringify(p));
+  await assert.rejects(c.presence('no spaces'), (e) => e instanceof ChatError && e.status === 400);
+});
