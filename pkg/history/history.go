@@ -57,11 +57,13 @@ func Disconnect(c *mongo.Client, timeout time.Duration) error {
 type Store struct {
 	client *mongo.Client
 	coll   *mongo.Collection
+	rooms  *mongo.Collection
 }
 
 // New returns a store on the contract's collection.
 func New(client *mongo.Client) *Store {
-	return &Store{client: client, coll: client.Database(Database).Collection(Collection)}
+	db := client.Database(Database)
+	return &Store{client: client, coll: db.Collection(Collection), rooms: db.Collection(RoomsCollection)}
 }
 
 // Ping checks that MongoDB answers (for /readyz).
@@ -80,6 +82,11 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("create index %s: %w", name, err)
 		}
+	}
+	// The room list pages by last_seq (issue 12).
+	if _, err := s.rooms.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: fLastSeq, Value: -1}},
+		Options: options.Index().SetName(fLastSeq)}); err != nil {
+		return fmt.Errorf("create index rooms.%s: %w", fLastSeq, err)
 	}
 	return nil
 }

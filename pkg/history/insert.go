@@ -15,7 +15,9 @@ import (
 // maxMergeAttempts bounds the rounds of InsertMany's merge into stored documents.
 const maxMergeAttempts = 5
 
-// InsertMany stores msgs (messages, not changes) with one unordered bulk insert.
+// InsertMany stores msgs (messages, not changes) with one unordered bulk insert, then
+// brings the room list (rooms.go) up to date with one bulk write: each message counts
+// once, when it is first stored, and a redelivered batch adds nothing.
 //
 // An id stored more than once in the stream (published without Nats-Msg-Id, or again
 // after the duplicate window) is one message: the copy with the lowest seq, whatever
@@ -36,7 +38,7 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 	}
 	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
-		return nil
+		return s.updateRooms(ctx, roomActivity(msgs, func(int) bool { return true }, func(int) bool { return false }))
 	}
 	dups, ok := duplicates(err)
 	if !ok {
@@ -49,10 +51,14 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 	// Each round merges the copies that the stored seqs (read afresh) say should win;
 	// the next round's read checks that they did. Only writers racing on the same id
 	// (another copy, in another room) make a second merge necessary.
-	for range maxMergeAttempts {
+	var act map[string]*activity
+	for round := range maxMergeAttempts {
 		stored, err := s.storedSeqs(ctx, ids)
 		if err != nil {
 			return fmt.Errorf("merge %d stored ids (first %s): %w", len(ids), ids[0], err)
+		}
+		if round == 0 {
+			act = insertedActivity(msgs, dups, stored)
 		}
 		var models []mongo.WriteModel
 		for _, i := range dups {
@@ -62,7 +68,7 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 			}
 		}
 		if len(models) == 0 {
-			return nil
+			return s.updateRooms(ctx, act)
 		}
 		for chunk := range slices.Chunk(models, maxBulk) {
 			if err := s.bulkUpdate(ctx, chunk); err != nil {
@@ -71,6 +77,26 @@ func (s *Store) InsertMany(ctx context.Context, msgs []chat.Message) error {
 		}
 	}
 	return fmt.Errorf("merge %d stored ids (first %s): still contended after %d rounds", len(ids), ids[0], maxMergeAttempts)
+}
+
+// insertedActivity is the room activity of an insert that found the ids of msgs[dups]
+// stored (stored: their seqs, 0 for a partial document). A message counts as new when
+// the insert stored it or it completes a partial document; a copy with a higher seq than
+// the stored one is not the message and is left out.
+func insertedActivity(msgs []chat.Message, dups []int, stored map[string]int64) map[string]*activity {
+	dup := make(map[int]bool, len(dups))
+	for _, i := range dups {
+		dup[i] = true
+	}
+	return roomActivity(msgs, func(i int) bool {
+		return !dup[i] || stored[msgs[i].ID] == 0
+	}, func(i int) bool {
+		if !dup[i] {
+			return false
+		}
+		seq, ok := stored[msgs[i].ID]
+		return !ok || (seq > 0 && uint64(seq) < msgs[i].Seq)
+	})
 }
 
 // mergeModels write copy d over the stored document of its id if that has a higher seq or

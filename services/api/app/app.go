@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	srv, err := httpapi.New(httpapi.Options{
 		Stream:         appender,
 		History:        store,
+		Rooms:          store,
 		Changes:        changer,
 		EditKeys:       keys,
 		Reactions:      reactions,

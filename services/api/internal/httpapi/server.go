@@ -59,6 +59,8 @@ type History interface {
 type Options struct {
 	Stream         Stream
 	History        History
+	Rooms          Rooms    // the room list (GET /rooms); nil: 503
+	Presence       Presence // who is connected (GET /rooms/{room}/presence, online); nil: nobody
 	Changes        Changes
 	EditKeys       EditKeys           // required when Auth is nil
 	Reactions      []string           // the emoji reactions may use (ParseReactions)
@@ -141,6 +143,8 @@ func (s *Server) routes() http.Handler {
 		http.MethodGet:  http.HandlerFunc(s.getDefaultRoom),
 		http.MethodPost: http.HandlerFunc(s.postDefault),
 	})
+	mux.Handle("/rooms", methods{http.MethodGet: http.HandlerFunc(s.getRooms)})
+	mux.Handle("/rooms/{room}/presence", methods{http.MethodGet: http.HandlerFunc(s.getPresence)})
 	mux.Handle("/rooms/{room}/messages", methods{
 		http.MethodGet:  http.HandlerFunc(s.getRoom),
 		http.MethodPost: http.HandlerFunc(s.postRoom),

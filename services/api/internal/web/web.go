@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// static/chat.js is generated from the JavaScript client package's module (one source).
+//go:generate go run ../chatjs/gen -src ../../../../clients/js/src/chat.js -out static/chat.js
+
 //go:embed static
 var static embed.FS
 

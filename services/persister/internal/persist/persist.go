@@ -6,7 +6,9 @@
 // order-independent, so two replicas may apply a message's changes in any order, even
 // before the message), and acknowledges an event only after it is written. Invalid
 // payloads are republished to the dead-letter subject and terminated, so they never hold
-// up the events behind them.
+// up the events behind them. The insert also keeps the room list (collection rooms:
+// last_seq, last_sent_at, messages per room, issue 12) with one bulk write per batch that
+// counts each message once, when it is first stored (history.Store.InsertMany).
 package persist
 
 import (
