@@ -22,6 +22,7 @@ import (
 	"github.com/chatrt/chat/services/pusher/internal/dedup"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
+	"github.com/chatrt/chat/services/pusher/internal/presence"
 	"github.com/chatrt/chat/services/pusher/internal/session"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,6 +92,12 @@ type Config struct {
 	// AuthTimeout is how long a socket opened without a token has to send
 	// {"type":"auth","token":...} (CHAT_AUTH_TIMEOUT).
 	AuthTimeout time.Duration `envconfig:"AUTH_TIMEOUT" default:"10s"`
+	// PresenceHeartbeat is how often the node publishes its rooms' full presence on NATS;
+	// PresenceTimeout how long another node's presence is believed without news: the
+	// members of a pusher that died leave within it (plus a second of coalescing)
+	// (CHAT_PRESENCE_HEARTBEAT, CHAT_PRESENCE_TIMEOUT; the api reads the timeout too).
+	PresenceHeartbeat time.Duration `envconfig:"PRESENCE_HEARTBEAT" default:"3s"`
+	PresenceTimeout   time.Duration `envconfig:"PRESENCE_TIMEOUT" default:"10s"`
 	// Auth turns bearer-token authentication on when a key is set (CHAT_AUTH_*, see
 	// pkg/auth): /ws then needs a token (Authorization header, ?access_token= or a first
 	// {"type":"auth"} frame) and subscribes only to the rooms it allows.
@@ -113,6 +120,7 @@ type App struct {
 	ws       *session.Handler
 	feed     *feed.Feed
 	dedup    *dedup.Filter
+	presence *presence.Tracker
 	draining atomic.Bool
 }
 
@@ -151,6 +159,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if store != nil {
 		seqs = store
 	}
+	tracker := presence.New(deps.NATS, presence.Config{Heartbeat: cfg.PresenceHeartbeat, Timeout: cfg.PresenceTimeout}, deps.Log)
 	sink := &hubSink{}
 	filter := dedup.New(dedup.Config{IndexBytes: cfg.DedupIndexBytes, Skew: cfg.DedupSkew}, sink, seqs, deps.Metrics, deps.Log)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -168,6 +177,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		FlushInterval: cfg.FlushInterval,
 		WindowBytes:   cfg.WindowBytes,
 		RoomIdle:      cfg.RoomIdle,
+		Presence:      tracker,
 	}, start, info.Created, feed.NewBacklog(src, store, filter), deps.Metrics, deps.Log)
 	sink.Hub = h
 	ws := session.NewHandler(h, session.Config{
@@ -185,14 +195,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		},
 	}, deps.Metrics)
 	return &App{
-		cfg:   cfg,
-		deps:  deps,
-		hub:   h,
-		ws:    ws,
-		feed:  feed.New(src, start, cfg.StreamWatch, filter, deps.Log),
-		dedup: filter,
+		cfg:      cfg,
+		deps:     deps,
+		hub:      h,
+		ws:       ws,
+		feed:     feed.New(src, start, cfg.StreamWatch, filter, deps.Log),
+		dedup:    filter,
+		presence: tracker,
 	}, nil
 }
+
+// Presence is the node's presence tracker (its view of every node).
+func (a *App) Presence() *presence.Tracker { return a.presence }
 
 // Handler serves /ws, /healthz ({"status":"ok","version","commit"}: alive, and which
 // build), /readyz and /metrics.
@@ -239,6 +253,9 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.feed.Run(gctx) })
 	g.Go(func() error { return a.dedup.Run(gctx) })
 	g.Go(func() error { return a.hub.Run(gctx) })
+	// Presence outlives the drain like the feed: the members of the clients closed leave
+	// everyone's presence as they go, then the node says goodbye.
+	g.Go(func() error { return a.presence.Run(gctx) })
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():

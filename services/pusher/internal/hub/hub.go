@@ -47,6 +47,8 @@ type Config struct {
 	// subscribe (0: DefaultRoomIdle; negative: until the budget needs it). See budget.go.
 	WindowBytes int64
 	RoomIdle    time.Duration
+	// Presence is told of subscriptions and typing notices (presence.go); nil: none.
+	Presence Presence
 }
 
 // behindAfter: a message published longer ago than this is fanned out through the queues

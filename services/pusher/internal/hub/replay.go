@@ -24,6 +24,10 @@ type sub struct {
 	idx      int // index in room.subs; -1 when not registered
 	live     bool
 	lastSent uint64
+
+	member     Member    // who it is in presence
+	joined     bool      // Presence.Join was called (by c's reader, like unsubscribe)
+	lastTyping time.Time // guarded by Client.mu: the last typing notice forwarded
 }
 
 // The errors of Subscribe and Unsubscribe; their texts are the error frames' reasons.
@@ -37,13 +41,30 @@ var (
 // message with seq > *since exactly once, then live. The subscribed frame goes out first.
 // The room must be valid (chat.ValidRoom).
 func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
-	r, err := h.room(name, time.Now(), true)
-	if err != nil {
+	return h.SubscribeAs(c, name, since, Member{})
+}
+
+// SubscribeAs is Subscribe for member m: once subscribed (its subscribed frame queued),
+// the subscription joins the room's presence (Config.Presence).
+func (h *Hub) SubscribeAs(c *Client, name string, since *uint64, m Member) error {
+	s, err := h.subscribe(c, name, since, m)
+	if err != nil || s == nil || h.cfg.Presence == nil {
 		return err
 	}
-	s := &sub{c: c, room: r, idx: -1}
+	s.joined = true
+	h.cfg.Presence.Join(name, c, m)
+	return nil
+}
+
+// subscribe registers the subscription; nil, nil when c is closing.
+func (h *Hub) subscribe(c *Client, name string, since *uint64, m Member) (*sub, error) {
+	r, err := h.room(name, time.Now(), true)
+	if err != nil {
+		return nil, err
+	}
+	s := &sub{c: c, room: r, idx: -1, member: m}
 	if err := c.addSub(s, h.cfg.MaxSubs); err != nil {
-		return err
+		return nil, err
 	}
 	h.metrics.subscriptions.Inc()
 
@@ -67,13 +88,13 @@ func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
 	if r, err = h.lockRoom(name, time.Now(), true); err != nil {
 		c.removeSub(name)
 		h.metrics.subscriptions.Dec()
-		return err
+		return nil, err
 	}
 	s.room = r
 	defer r.mu.Unlock()
 	last = max(last, h.head.Load())
 	if !c.Enqueue(subscribedFrame(name, last, h.epoch.Load().(string))) {
-		return nil // closing
+		return nil, nil // closing
 	}
 	r.addSub(s)
 	switch {
@@ -97,7 +118,7 @@ func (h *Hub) Subscribe(c *Client, name string, since *uint64) error {
 		s.cancel = cancel
 		go h.replay(ctx, s)
 	}
-	return nil
+	return s, nil
 }
 
 // Unsubscribe ends c's subscription to room.
@@ -120,6 +141,10 @@ func (h *Hub) unsubscribe(s *sub) {
 		cancel()
 	}
 	h.metrics.subscriptions.Dec()
+	if s.joined {
+		s.joined = false
+		h.cfg.Presence.Leave(s.room.name, s.c, s.member)
+	}
 }
 
 // replay feeds s from the backlog in bounded batches (waiting while the client's queue

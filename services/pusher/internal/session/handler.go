@@ -44,8 +44,9 @@ func NewHandler(h *hub.Hub, cfg Config, reg prometheus.Registerer) *Handler {
 	return &Handler{hub: h, cfg: cfg, gate: newGate(cfg.Gate, h.QueueDepths, reg)}
 }
 
-// ServeHTTP upgrades GET /ws[?room=<room>[&since=<seq>]] to a websocket. An invalid room
-// or since answers 400 before the upgrade, then the gate's checks (401, 403, 429, 503).
+// ServeHTTP upgrades GET /ws[?room=<room>[&since=<seq>][&presence=1][&name=<name>]] to a
+// websocket. An invalid room, since, presence or name answers 400 before the upgrade,
+// then the gate's checks (401, 403, 429, 503).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	room, hasRoom := q.Get("room"), q.Has("room")
@@ -67,6 +68,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+	}
+	watch, ok := parsePresence(q.Get("presence"))
+	if !ok {
+		httpError(w, http.StatusBadRequest, "presence: must be 1 or 0")
+		return
+	}
+	name, reason := normalizeName(q.Get("name"))
+	if reason == "" && q.Has("name") && name == "" {
+		reason = "name: must not be empty"
+	}
+	if reason != "" {
+		httpError(w, http.StatusBadRequest, reason)
+		return
+	}
+	if (watch || name != "") && !hasRoom {
+		httpError(w, http.StatusBadRequest, "presence and name: need a room")
+		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		httpError(w, http.StatusBadRequest, "websocket upgrade required")
@@ -104,10 +122,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.policy.needAuth:
 		if hasRoom { // subscribe once the first frame authenticated the connection
-			s.pending = func() { s.subscribe(room, since) }
+			s.pending = func() { s.subscribe(room, since, watch, name) }
 		}
 	case hasRoom:
-		s.subscribe(room, since)
+		s.subscribe(room, since, watch, name)
 	}
 	s.policy.start(c)
 	go s.run()

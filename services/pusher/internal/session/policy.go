@@ -78,6 +78,20 @@ func (p *Policy) authFrame(cmd *command) (reason string) {
 	return ""
 }
 
+// name is the token's name (its name claim, else sub; see auth.Claims.Author) when the
+// connection is authenticated: ok false when it is not (a name given then stands). A
+// token without a usable name is anonymous.
+func (p *Policy) name() (string, bool) {
+	if p.claims == nil {
+		return "", false
+	}
+	n, err := p.claims.Author()
+	if err != nil {
+		return "", true
+	}
+	return n, true
+}
+
 // allows reports whether the connection may subscribe to room.
 func (p *Policy) allows(room string) bool {
 	if p.claims == nil || p.claims.Allows(room) {

@@ -11,8 +11,9 @@ import (
 )
 
 // The wire protocol's client commands (docs/contract.md, WebSocket): text frames holding
-// a JSON object {"type":"subscribe","room":...,"since":...}, {"type":"unsubscribe",
-// "room":...} and, when authentication is on, a first {"type":"auth","token":...}. A
+// a JSON object {"type":"subscribe","room":...,"since":...[,"presence":true][,"name":...]},
+// {"type":"unsubscribe","room":...}, {"type":"typing","room":...} and, when
+// authentication is on, a first {"type":"auth","token":...}. A
 // command that cannot be done gets an error frame {"type":"error","error":...,"room":...};
 // a frame that is not a JSON object closes the socket with 1008.
 
@@ -29,10 +30,12 @@ const (
 // command is a client frame; fields are decoded one by one so that a well-formed frame
 // with a wrong field type gets an error frame rather than a closed socket.
 type command struct {
-	Type  json.RawMessage `json:"type"`
-	Room  json.RawMessage `json:"room"`
-	Since json.RawMessage `json:"since"`
-	Token json.RawMessage `json:"token"` // {"type":"auth"} only
+	Type     json.RawMessage `json:"type"`
+	Room     json.RawMessage `json:"room"`
+	Since    json.RawMessage `json:"since"`
+	Token    json.RawMessage `json:"token"`    // {"type":"auth"} only
+	Presence json.RawMessage `json:"presence"` // subscribe only (issue 12)
+	Name     json.RawMessage `json:"name"`     // subscribe only (issue 12)
 }
 
 func jsonString(raw json.RawMessage) (string, bool) {
@@ -57,11 +60,13 @@ func decodeFrame(typ int, data []byte) (cmd *command, code int, reason string) {
 	return cmd, 0, ""
 }
 
-// request is a parsed subscribe or unsubscribe command.
+// request is a parsed subscribe, unsubscribe or typing command.
 type request struct {
-	typ   string
-	room  string
-	since *uint64
+	typ      string
+	room     string
+	since    *uint64
+	presence bool   // subscribe: presence and typing frames asked for
+	name     string // subscribe: the name given (normalized; "" none)
 }
 
 // parseCommand validates a command's fields; reason (and room, when known) make the error
@@ -69,7 +74,7 @@ type request struct {
 func parseCommand(cmd *command) (req request, reason string) {
 	typ, _ := jsonString(cmd.Type)
 	switch typ {
-	case "subscribe", "unsubscribe":
+	case "subscribe", "unsubscribe", "typing":
 	default:
 		return request{}, "unknown type: " + strconv.Quote(typ)
 	}
@@ -88,7 +93,49 @@ func parseCommand(cmd *command) (req request, reason string) {
 		}
 		req.since = &n
 	}
+	if typ == "subscribe" {
+		if len(cmd.Presence) > 0 && string(cmd.Presence) != "null" {
+			if err := json.Unmarshal(cmd.Presence, &req.presence); err != nil {
+				return request{room: room}, "presence: must be true or false"
+			}
+		}
+		if len(cmd.Name) > 0 && string(cmd.Name) != "null" {
+			name, ok := jsonString(cmd.Name)
+			if !ok {
+				return request{room: room}, "name: must be a string"
+			}
+			n, err := chat.NormalizeName(name)
+			if err != nil {
+				return request{room: room}, err.Error()
+			}
+			req.name = n
+		}
+	}
 	return req, ""
+}
+
+// normalizeName is a presence name as a message's author name is checked
+// (chat.NormalizeName); "" stays "" (anonymous).
+func normalizeName(name string) (string, string) {
+	if name == "" {
+		return "", ""
+	}
+	n, err := chat.NormalizeName(name)
+	if err != nil {
+		return "", err.Error()
+	}
+	return n, ""
+}
+
+// parsePresence reads the upgrade's presence parameter: 1/true or 0/false.
+func parsePresence(v string) (bool, bool) {
+	switch v {
+	case "1", "true":
+		return true, true
+	case "0", "false", "":
+		return false, true
+	}
+	return false, false
 }
 
 // authToken is the token of a first frame {"type":"auth","token":...}; reason says why

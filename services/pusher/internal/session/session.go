@@ -33,13 +33,17 @@ func (s *session) run() {
 }
 
 // subscribe subscribes to room if the policy allows it, else sends the error frame
-// {"type":"error","error":"forbidden","room":...}.
-func (s *session) subscribe(room string, since *uint64) {
+// {"type":"error","error":"forbidden","room":...}. In presence the subscription is the
+// token's name (authentication on), else the name given ("": anonymous).
+func (s *session) subscribe(room string, since *uint64, watch bool, name string) {
 	if !s.policy.allows(room) {
 		s.c.Enqueue(errorFrame("forbidden", room))
 		return
 	}
-	if err := s.hub.Subscribe(s.c, room, since); err != nil {
+	if n, ok := s.policy.name(); ok {
+		name = n
+	}
+	if err := s.hub.SubscribeAs(s.c, room, since, hub.Member{Name: name, Watch: watch}); err != nil {
 		s.c.Enqueue(errorFrame(err.Error(), room))
 	}
 }
@@ -119,13 +123,19 @@ func (s *session) handle(cmd *command) {
 		s.c.Enqueue(errorFrame(reason, req.room))
 		return
 	}
-	if req.typ == "unsubscribe" {
+	switch req.typ {
+	case "unsubscribe":
 		if err := s.hub.Unsubscribe(s.c, req.room); err != nil {
 			s.c.Enqueue(errorFrame(err.Error(), req.room))
 		}
 		return
+	case "typing":
+		if err := s.hub.Typing(s.c, req.room, time.Now()); err != nil {
+			s.c.Enqueue(errorFrame(err.Error(), req.room))
+		}
+		return
 	}
-	s.subscribe(req.room, req.since)
+	s.subscribe(req.room, req.since, req.presence, req.name)
 }
 
 // closeAndDrain asks the writer to close with code and keeps reading (discarding) until
