@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -249,4 +253,123 @@ func TestBrowserPhoneLayout(t *testing.T) {
 		}
 	}
 	p.checkNoExceptions()
+}
+
+// openTab opens a tab like newTab and also returns the function that closes it.
+func openTab(t *testing.T, parent context.Context, name string, opts ...chromedp.ContextOption) (*tab, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(parent, opts...)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("tab %s: start: %v", name, err)
+	}
+	return &tab{t: t, name: name, ctx: ctx}, cancel
+}
+
+// presenceShown is the presence the page shows: "<online> online: <name>[×<connections>] ...
+// + <anonymous> anonymous" (from the list, whether or not it is open).
+const presenceShown = `(() => {
+	const box = document.getElementById('presence');
+	if (box.hidden) return 'none';
+	const members = [...document.querySelectorAll('#presence-list li')].map((li) =>
+		li.dataset.name + (li.dataset.connections === '1' ? '' : '×' + li.dataset.connections));
+	const summary = document.getElementById('presence-summary').textContent;
+	return summary.split(':')[0] + ': ' + members.join(' ') + ' + ' + (document.getElementById('presence-anon').dataset.count || '0') + ' anonymous';
+})()`
+
+// waitPresence waits until the page shows want (see presenceShown).
+func (tb *tab) waitPresence(want string) {
+	tb.t.Helper()
+	_, err := chromedp.Run(tb.ctx, chromedp.Poll[chromedp.Void](presenceShown+` === `+jsString(want),
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil {
+		tb.t.Fatalf("tab %s: presence shows %q, want %q: %v", tb.name, tb.eval(presenceShown), want, err)
+	}
+}
+
+// typingShown is the typing line's text.
+func (tb *tab) typingShown() string {
+	tb.t.Helper()
+	return tb.eval(`document.getElementById('typing').textContent`)
+}
+
+// TestBrowserPresenceTyping: two browsers in a room see each other online by name, with
+// connection counts (a second tab) and anonymous ones (a page without a name); B sees "Ann is
+// typing…" while A types, gone when Ann's message arrives or after about 5 s; closing A's tabs
+// removes Ann. The sidebar offers the rooms the server lists (GET /rooms), and picking one
+// joins it.
+func TestBrowserPresenceTyping(t *testing.T) {
+	allocCtx := newBrowser(t)
+	base := startSystem(t)
+	const room = "lobby"
+	b := newTab(t, allocCtx, "B")
+	a, closeA := openTab(t, b.ctx, "A", chromedp.WithNewBrowserContext())
+
+	// B names itself with the keyboard (Tab commits the name).
+	b.do(chromedp.Navigate(base + "/#" + room))
+	b.waitLive()
+	b.do(chromedp.SendKeys(chromedp.ID("name"), "Ben\t"))
+	b.waitPresence("1 online: Ben + 0 anonymous")
+	a.do(chromedp.Navigate(base + "/#" + room))
+	a.waitLive()
+	b.waitPresence("2 online: Ben + 1 anonymous") // A has no name yet
+	a.do(chromedp.SendKeys(chromedp.ID("name"), "Ann\t"))
+	b.waitPresence("2 online: Ann Ben + 0 anonymous")
+	a.waitPresence("2 online: Ann Ben + 0 anonymous")
+
+	// A second tab of A's browser (same name) counts as a second connection of Ann's.
+	a2, closeA2 := openTab(t, a.ctx, "A2")
+	a2.do(chromedp.Navigate(base + "/#" + room))
+	a2.waitLive()
+	b.waitPresence("3 online: Ann×2 Ben + 0 anonymous")
+	closeA2()
+	b.waitPresence("2 online: Ann Ben + 0 anonymous")
+
+	// A types: B sees it; Ann's message clears it at once.
+	a.do(chromedp.SendKeys(chromedp.ID("message"), "hel"))
+	b.poll(`document.getElementById('typing').textContent === 'Ann is typing…'`)
+	shown := time.Now()
+	if got := a.typingShown(); got != "" {
+		t.Fatalf("A sees its own typing: %q", got)
+	}
+	a.send(chromedp.SendKeys(chromedp.ID("message"), "lo\r"))
+	b.waitTexts("hello")
+	if got, since := b.typingShown(), time.Since(shown); got != "" && since < 5*time.Second {
+		t.Fatalf("B still shows %q when Ann's message arrived (%v after it showed)", got, since)
+	}
+	// Typing without sending shows for about 5 s.
+	time.Sleep(2100 * time.Millisecond) // chat.js sends at most one typing frame per 2 s per room
+	a.do(chromedp.SendKeys(chromedp.ID("message"), "still typing"))
+	b.poll(`document.getElementById('typing').textContent === 'Ann is typing…'`)
+	shown = time.Now()
+	b.poll(`document.getElementById('typing').textContent === ''`)
+	if d := time.Since(shown); d < 4*time.Second || d > 8*time.Second {
+		t.Fatalf("typing shown for %v, want about 5 s", d)
+	}
+
+	// Closing A (its last tab) removes Ann.
+	closeA()
+	b.waitPresence("1 online: Ben + 0 anonymous")
+
+	// Rooms the server lists are offered; picking one joins it.
+	apiPost(t, base, "busy-room", "Cy", "anyone?")
+	chattest.Eventually(t, 10*time.Second, func() bool {
+		res, err := http.Get(base + "/rooms")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return strings.Contains(string(body), `"busy-room"`)
+	}, "busy-room in GET /rooms")
+	b.do(chromedp.Reload())
+	b.waitLive()
+	b.poll(`[...document.querySelectorAll('#discover-list button')].some((x) => x.dataset.room === 'busy-room')`)
+	b.do(chromedp.Focus(chromedp.CSS(`#discover-list button[data-room="busy-room"]`)), chromedp.KeyEvent(kb.Enter))
+	b.waitTexts("anyone?")
+	if got := b.sidebarRooms(); got != "busy-room* lobby" {
+		t.Fatalf("sidebar %q, want busy-room* lobby", got)
+	}
+	b.poll(`![...document.querySelectorAll('#discover-list button')].some((x) => x.dataset.room === 'busy-room')`)
+	b.checkNoExceptions()
 }

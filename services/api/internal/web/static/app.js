@@ -589,33 +589,37 @@
   // myName is the name others see: the token's with auth on, else the name field's.
   function myName() { return token ? tokenName : el.name.value.trim(); }
 
-  // presenceName is the name given when subscribing the room shown: none with a token (the
-  // server takes the token's) or when the field holds no valid name (then anonymous).
+  // presenceName is the name given when subscribing: none with a token (the server takes the
+  // token's) or when the field holds no valid name (then anonymous). Every room of the sidebar
+  // is subscribed under it, as this browser is there too (the server counts each subscription).
   function presenceName() {
     const n = token ? '' : el.name.value.trim();
     return n && [...n].length <= 64 && !/[\u0000-\u001f\u007f-\u009f]/.test(n) ? n : '';
   }
 
-  let subscribedName = null; // the name the room shown was subscribed with
+  let subscribedName = ''; // the name the rooms were subscribed under
 
   // subscribeRoom subscribes r from since (null: live from now): the room shown with presence
-  // and your name, the others quietly, for their badges.
+  // and typing frames, the others without (for their badges).
   function subscribeRoom(r, since, shownRoom) {
     if (!presenceOn) { client.subscribe(r, since ?? undefined); return; }
     const opts = {};
     if (since != null) opts.since = since;
-    if (shownRoom) {
-      opts.presence = true;
-      subscribedName = presenceName();
-      if (subscribedName) opts.name = subscribedName;
-    }
+    if (shownRoom) opts.presence = true;
+    if (subscribedName) opts.name = subscribedName;
     client.subscribe(r, opts);
   }
 
-  // renamed re-subscribes the room shown when the name to show in its presence changed.
+  // renamed subscribes the rooms again, from where they are, when the name to show in their
+  // presence changed.
   function renamed() {
-    if (!presenceOn || !room || client.lastSeq(room) == null || presenceName() === subscribedName) return;
-    subscribeRoom(room, client.lastSeq(room), true);
+    const n = presenceName();
+    if (!presenceOn || n === subscribedName) return;
+    subscribedName = n;
+    for (const r of sidebar.rooms()) {
+      if (r === room && client.lastSeq(r) == null) continue; // history still loading: subscribed then
+      subscribeRoom(r, client.lastSeq(r) ?? sidebar.seen(r), r === room);
+    }
   }
 
   function paintTitle() {
@@ -808,7 +812,7 @@
 
   // Typing tells the room (chat.js rate-limits it); a new name shows in the room's presence.
   el.message.addEventListener('input', () => {
-    if (presenceOn && room && el.message.value.trim() && client.lastSeq(room) != null) client.typing(room);
+    if (presenceOn && room && el.message.value.trim()) client.typing(room);
   });
   el.name.addEventListener('change', renamed);
 
@@ -828,6 +832,7 @@
   setInterval(discover, DISCOVER_EVERY);
   document.addEventListener('visibilitychange', () => { if (!document.hidden) discover(); });
 
+  subscribedName = presenceName();
   const first = roomFromURL();
   for (const r of sidebar.rooms()) if (r !== first) subscribeRoom(r, sidebar.seen(r), false);
   switchRoom(first);
