@@ -148,6 +148,9 @@
     },
     onError(err) {
       if (err.auth) return; // shown by onState or by the failed post/history call
+      // A sidebar room refused (not allowed by the token, or the server is full): its badge
+      // stays still; the room shown says so when opened.
+      if (err.room && err.room !== room) { console.warn('chat: #' + err.room + ': ' + err.error); return; }
       if (err.error) showError('Live updates: ' + err.error);
       else if (err.code) showError('Live updates: connection closed (' + err.code + (err.reason ? ': ' + err.reason : '') + ')');
     },
@@ -610,16 +613,14 @@
     client.subscribe(r, opts);
   }
 
-  // renamed subscribes the rooms again, from where they are, when the name to show in their
-  // presence changed.
+  // renamed subscribes the room shown again, from where it is, when the name to show in its
+  // presence changed. The other rooms take the new name when next subscribed (when opened or
+  // left): subscribing them all at once could trip the pusher's command rate limit.
   function renamed() {
     const n = presenceName();
     if (!presenceOn || n === subscribedName) return;
     subscribedName = n;
-    for (const r of sidebar.rooms()) {
-      if (r === room && client.lastSeq(r) == null) continue; // history still loading: subscribed then
-      subscribeRoom(r, client.lastSeq(r) ?? sidebar.seen(r), r === room);
-    }
+    if (room && client.lastSeq(room) != null) subscribeRoom(room, client.lastSeq(room), true);
   }
 
   function paintTitle() {

@@ -19,7 +19,8 @@
 
   const ROOMS_KEY = 'chat.rooms';
   const SEEN_KEY = 'chat.seen';
-  const MAX_ROOMS = 100;
+  const MAX_ROOMS = 30; // rooms kept (the oldest joined go): all are subscribed at once, within
+                        // the pusher's command burst (CHAT_WS_COMMAND_BURST, default 50)
   const MAX_ACTIVE = 20; // active rooms shown
 
   function load(key, fallback) {
@@ -49,7 +50,8 @@
 
   class ChatSidebar {
     // opts: {validRoom(room) -> bool, onPick(room): the user picked a room,
-    //        onRoomsChanged(added, removed): another tab changed the list}
+    //        onRoomsChanged(added, removed): rooms joined or left by the sidebar itself (its
+    //        Leave buttons, the oldest dropped beyond MAX_ROOMS) or by another tab}
     constructor(opts) {
       this.validRoom = opts.validRoom;
       this.onPick = opts.onPick;
@@ -101,9 +103,14 @@
     add(room) {
       if (this.mine.has(room)) return;
       this.mine.add(room);
-      while (this.mine.size > MAX_ROOMS) this.mine.delete(this.mine.values().next().value);
+      const dropped = [];
+      for (const r of this.mine) {
+        if (this.mine.size <= MAX_ROOMS) break;
+        if (r !== this.current && r !== room) { this.mine.delete(r); this.unread.delete(r); dropped.push(r); } // the oldest joined go
+      }
       this._saveRooms();
       this.render();
+      if (dropped.length) this.onRoomsChanged([], dropped);
     }
 
     remove(room) {
