@@ -18,6 +18,15 @@
  * saves, Shift+Enter is a new line, Escape cancels); a deletion asks once more and leaves a
  * tombstone. Changes arriving for messages not shown yet are kept briefly, so a page of history
  * that was read before them still ends in their state.
+ *
+ * Rooms (issue 12): the sidebar (sidebar.js) lists your rooms; the one socket subscribes every
+ * one of them (the others from their last seen seq, so their unread badges count what was
+ * missed, also across a reload) and the room shown with presence on and your name: who is
+ * online and who is typing show above and below its messages (presence.js); typing in the
+ * message box tells the others (chat.js sends at most one typing frame per 2 s). Rooms the
+ * server lists (GET /rooms) are offered too. The page fills the window: the messages take the
+ * room left between the room's header and the composer at the bottom, and stay scrolled to the
+ * newest one while you are there.
  */
 (function () {
   'use strict';
@@ -31,6 +40,7 @@
   const DEFAULT_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
 
   const $ = (id) => document.getElementById(id);
+  const DISCOVER_EVERY = 60000; // ms between GET /rooms while the page is visible
   const el = {
     roomForm: $('room-form'), roomInput: $('room-input'), roomTitle: $('room-title'),
     state: $('state'),
@@ -51,6 +61,7 @@
   let sending = false;
   let queued = false;       // Send pressed while a send was in flight
   let pending = null;       // {sig, key}: Idempotency-Key reused while retrying the same send
+  let stick = true;         // the list is scrolled to the newest message: keep it there
 
   // With auth on, a token given once as ?token=<jwt> is kept in localStorage (and removed
   // from the address bar); the server then takes the author name from it.
@@ -89,14 +100,45 @@
   const SIGNED_OUT = 'Live updates stopped: your sign-in was refused or has expired. ' +
     'Open this page again with a fresh ?token= to continue.';
 
+  // presenceOn: chat.js speaks presence and typing (issue 12). Without it the page works as
+  // before, with badges.
+  const presenceOn = typeof ChatClient.prototype.typing === 'function';
+
+  const sidebar = new ChatSidebar({
+    validRoom: ChatClient.validRoom,
+    onPick: (r) => { sidebar.setOpen(false); go(r); },
+    onRoomsChanged(added, removed) {
+      for (const r of removed) if (r !== room) client.unsubscribe(r);
+      for (const r of added) if (r !== room) subscribeRoom(r, sidebar.seen(r), false);
+      paintTitle();
+    },
+  });
+  const presence = new ChatPresence();
+
   const client = new ChatClient({
     token,
     onMessage(msg) {
-      if (msg.room !== room) return;
+      if (msg.room !== room) {
+        sidebar.countMessage(msg, client.postedHere(msg.room, msg.id));
+        paintTitle();
+        return;
+      }
+      presence.posted(msg.name);
       const follow = atBottom();
       if (add(msg) && follow) { trim(); scrollToBottom(); }
+      sidebar.markSeen(room, client.lastSeq(room));
     },
-    onChange(change) { applyChange(change); },
+    onChange(change) {
+      if (change.room !== room) { sidebar.countChange(change); paintTitle(); return; }
+      applyChange(change);
+      sidebar.markSeen(room, client.lastSeq(room));
+    },
+    onSubscribed(f) {
+      // A room subscribed without a seen seq: what is there now counts as seen.
+      if (f.room !== room && sidebar.seen(f.room) === undefined) sidebar.markSeen(f.room, f.seq);
+    },
+    onPresence(r, p) { if (r === room) presence.show(p); },
+    onTyping(t) { if (t && t.room === room && t.name !== myName()) presence.typing(t.name); },
     onState(state) {
       el.state.textContent = state === 'auth_failed' ? 'signed out' : state;
       el.state.dataset.state = state;
@@ -106,6 +148,9 @@
     },
     onError(err) {
       if (err.auth) return; // shown by onState or by the failed post/history call
+      // A sidebar room refused (not allowed by the token, or the server is full): its badge
+      // stays still; the room shown says so when opened.
+      if (err.room && err.room !== room) { console.warn('chat: #' + err.room + ': ' + err.error); return; }
       if (err.error) showError('Live updates: ' + err.error);
       else if (err.code) showError('Live updates: connection closed (' + err.code + (err.reason ? ': ' + err.reason : '') + ')');
     },
@@ -518,7 +563,7 @@
     return s.scrollHeight - s.scrollTop - s.clientHeight < 48;
   }
 
-  function scrollToBottom() { el.scroller.scrollTop = el.scroller.scrollHeight; }
+  function scrollToBottom() { el.scroller.scrollTop = el.scroller.scrollHeight; stick = true; }
 
   function setOlder(more, status) {
     hasOlder = more;
@@ -544,16 +589,72 @@
     return r;
   }
 
+  // myName is the name others see: the token's with auth on, else the name field's.
+  function myName() { return token ? tokenName : el.name.value.trim(); }
+
+  // presenceName is the name given when subscribing: none with a token (the server takes the
+  // token's) or when the field holds no valid name (then anonymous). Every room of the sidebar
+  // is subscribed under it, as this browser is there too (the server counts each subscription).
+  function presenceName() {
+    const n = token ? '' : el.name.value.trim();
+    return n && [...n].length <= 64 && !/[\u0000-\u001f\u007f-\u009f]/.test(n) ? n : '';
+  }
+
+  let subscribedName = ''; // the name the rooms were subscribed under
+
+  // subscribeRoom subscribes r from since (null: live from now): the room shown with presence
+  // and typing frames, the others without (for their badges).
+  function subscribeRoom(r, since, shownRoom) {
+    if (!presenceOn) { client.subscribe(r, since ?? undefined); return; }
+    const opts = {};
+    if (since != null) opts.since = since;
+    if (shownRoom) opts.presence = true;
+    if (subscribedName) opts.name = subscribedName;
+    client.subscribe(r, opts);
+  }
+
+  // renamed subscribes the room shown again, from where it is, when the name to show in its
+  // presence changed. The other rooms take the new name when next subscribed (when opened or
+  // left): subscribing them all at once could trip the pusher's command rate limit.
+  function renamed() {
+    const n = presenceName();
+    if (!presenceOn || n === subscribedName) return;
+    subscribedName = n;
+    if (room && client.lastSeq(room) != null) subscribeRoom(room, client.lastSeq(room), true);
+  }
+
+  function paintTitle() {
+    const n = sidebar.unreadTotal();
+    document.title = (n ? '(' + n + ') ' : '') + '#' + room + ' · Chat';
+  }
+
+  // go shows room r (a valid name), through the address so the back button returns.
+  function go(r) {
+    clearError();
+    if (r === room) { sidebar.add(r); return; }
+    location.hash = r; // hashchange switches the room
+  }
+
   async function switchRoom(next) {
     if (next === room) return;
-    if (room) client.unsubscribe(room);
+    const prev = room;
     room = next;
     const g = ++gen;
     pending = null;
     clearList();
+    presence.reset();
+    sidebar.setCurrent(room);
+    // The room left stays subscribed, for its badge, from where it was read (without presence).
+    if (prev && sidebar.has(prev)) {
+      const last = client.lastSeq(prev);
+      sidebar.markSeen(prev, last);
+      if (presenceOn) subscribeRoom(prev, last ?? sidebar.seen(prev), false);
+    } else if (prev) {
+      client.unsubscribe(prev);
+    }
     el.roomInput.value = room;
     el.roomTitle.textContent = '#' + room;
-    document.title = '#' + room + ' · Chat';
+    paintTitle();
     el.empty.hidden = true;
     setOlder(false, 'Loading…');
     let page;
@@ -563,14 +664,16 @@
       if (g !== gen) return;
       showError('Could not load history: ' + describe(e));
       setOlder(true); // lets the user retry; with nothing shown it loads the latest page
-      client.subscribe(room);
+      subscribeRoom(room, null, true);
       return;
     }
     if (g !== gen) return;
     page.forEach(add);
     setOlder(page.length === PAGE, page.length === PAGE ? '' : (page.length ? 'Beginning of #' + room : ''));
     el.empty.hidden = seqs.length > 0;
-    client.subscribe(room, page.length ? page[page.length - 1].seq : 0);
+    const last = page.length ? page[page.length - 1].seq : 0;
+    subscribeRoom(room, last, true);
+    sidebar.markSeen(room, last);
     scrollToBottom();
   }
 
@@ -651,6 +754,7 @@
         else if (byId.has(msg.id)) paintActions(byId.get(msg.id)); // its frame came first: now we hold its key
       }
       if (target === room) scrollToBottom();
+      renamed(); // the name posted under is the one to show as online
     } catch (e) {
       // Give the text back; sending it again unchanged reuses the Idempotency-Key, so a
       // send that did reach the server is not stored twice.
@@ -700,14 +804,39 @@
   el.roomForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const r = el.roomInput.value.trim();
-    if (!ChatClient.validRoom(r)) { showError('Invalid room: use 1-64 letters, digits, _ or -.'); return; }
-    clearError();
-    if (r === room) return;
-    location.hash = r; // hashchange switches the room (and the back button returns)
+    if (!ChatClient.validRoom(r)) { showError('Invalid room: use 1-64 letters, digits, _ or -.'); el.roomInput.focus(); return; }
+    sidebar.setOpen(false);
+    go(r);
   });
   window.addEventListener('hashchange', () => switchRoom(roomFromURL()));
   el.older.addEventListener('click', loadOlder);
 
-  switchRoom(roomFromURL());
+  // Typing tells the room (chat.js rate-limits it); a new name shows in the room's presence.
+  el.message.addEventListener('input', () => {
+    if (presenceOn && room && el.message.value.trim()) client.typing(room);
+  });
+  el.name.addEventListener('change', renamed);
+
+  // Stay at the newest message while the window, the composer or the last message changes size.
+  el.scroller.addEventListener('scroll', () => { stick = atBottom(); }, { passive: true });
+  if (typeof ResizeObserver === 'function') {
+    const ro = new ResizeObserver(() => { if (stick) scrollToBottom(); });
+    ro.observe(el.scroller);
+    ro.observe(el.list);
+  }
+
+  // Rooms the server lists: now, then every minute while the page is visible.
+  async function discover() {
+    if (typeof client.rooms !== 'function' || document.hidden) return;
+    try { sidebar.setActive(await client.rooms({ limit: 50 })); } catch (_) { /* the list stays as it was */ }
+  }
+  setInterval(discover, DISCOVER_EVERY);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) discover(); });
+
+  subscribedName = presenceName();
+  const first = roomFromURL();
+  for (const r of sidebar.rooms()) if (r !== first) subscribeRoom(r, sidebar.seen(r), false);
+  switchRoom(first);
+  discover();
   if (!token && !el.name.value) el.name.focus(); else el.message.focus();
 })();
