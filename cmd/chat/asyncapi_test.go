@@ -407,7 +407,7 @@ func TestAsyncAPI(t *testing.T) {
 
 	var missing []string
 	for key, v := range lookup(t, as.doc, "#/components/messages").(map[string]any) {
-		if since, _ := v.(map[string]any)["x-chat-since"].(string); since != "1.3" && !as.seen[key] {
+		if since, _ := v.(map[string]any)["x-chat-since"].(string); (buildingVersion == "" || since != buildingVersion) && !as.seen[key] {
 			missing = append(missing, key)
 		}
 	}

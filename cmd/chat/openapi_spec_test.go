@@ -72,9 +72,16 @@ func since(op *openapi3.Operation) string {
 	return s
 }
 
-// pending reports whether an operation belongs to a version still being built (v1.3,
-// issue 12): the route tests do not require it to be served yet.
-func pending(op *openapi3.Operation) bool { return since(op) == "1.3" }
+// buildingVersion is the contract version being built on another branch (v1.3, issue 12):
+// its routes, frames and fields are documented, but no test requires them yet. When it
+// lands, set this to "" and add its cases (one line each in openapi_test.go; frames in
+// asyncapi_test.go): the coverage checks then require every one of its responses and frames.
+const buildingVersion = "1.3"
+
+// pending reports whether an operation belongs to buildingVersion.
+func pending(op *openapi3.Operation) bool {
+	return buildingVersion != "" && since(op) == buildingVersion
+}
 
 // httpCase is one request and the status it must get; its answer is validated against
 // the document. Placeholders {name} in path, body and headers are the fixture's values.
