@@ -183,9 +183,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 // Handler serves every api route: GET /rooms, GET /rooms/{room}/presence, POST/GET
 // /messages, POST/GET /rooms/{room}/messages,
 // PATCH/DELETE /rooms/{room}/messages/{id}, POST /rooms/{room}/messages/{id}/reactions,
-// DELETE /rooms/{room}/messages/{id}/reactions/{emoji}, /healthz, /readyz, /metrics and
-// the UI at /.
+// DELETE /rooms/{room}/messages/{id}/reactions/{emoji}, /healthz, /readyz, /metrics,
+// /openapi.json and the UI at /.
 func (a *App) Handler() http.Handler { return a.server.Handler() }
+
+// Routes lists the routes Handler serves as "METHOD /pattern" (docs/openapi.yaml
+// documents each).
+func (a *App) Routes() []string { return a.server.Routes() }
 
 // Ready returns nil when the api can take posts (NATS connected, MongoDB answering, not
 // draining), else an error saying what is not. /readyz answers the same.

@@ -115,21 +115,44 @@ func (a *App) Run(ctx context.Context) error { return a.p.Run(ctx) }
 // Handler serves GET /healthz ({"status":"ok","version","commit"}: alive, and which
 // build), /readyz and /metrics.
 func (a *App) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range a.routes() {
+		mux.Handle(rt.pattern, rt.h)
+	}
+	return mux
+}
+
+// Routes lists the patterns Handler serves ("GET /healthz", ...), for the OpenAPI
+// document's test: every route served must be documented.
+func (a *App) Routes() []string {
+	var out []string
+	for _, rt := range a.routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
+}
+
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+func (a *App) routes() []route {
 	bi := buildinfo.Read()
 	health, _ := json.Marshal(map[string]string{"status": "ok", "version": bi.Version, "commit": bi.Commit()})
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, string(health))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := a.Ready(r.Context()); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, `{"error":"`+err.Error()+`"}`)
-			return
-		}
-		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.deps.Metrics, promhttp.HandlerOpts{}))
-	return mux
+	return []route{
+		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, string(health))
+		})},
+		{"GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := a.Ready(r.Context()); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, `{"error":"`+err.Error()+`"}`)
+				return
+			}
+			writeJSON(w, http.StatusOK, `{"status":"ready"}`)
+		})},
+		{"GET /metrics", promhttp.HandlerFor(a.deps.Metrics, promhttp.HandlerOpts{})},
+	}
 }
 
 // Ready returns nil when the persister can store messages, else an error saying why not:

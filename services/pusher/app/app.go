@@ -211,25 +211,49 @@ func (a *App) Presence() *presence.Tracker { return a.presence }
 // Handler serves /ws, /healthz ({"status":"ok","version","commit"}: alive, and which
 // build), /readyz and /metrics.
 func (a *App) Handler() http.Handler {
-	bi := buildinfo.Read()
 	mux := http.NewServeMux()
-	mux.Handle("GET /ws", a.ws)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": bi.Version, "commit": bi.Commit()})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		natsOK := a.deps.NATS.IsConnected()
-		status := http.StatusOK
-		if a.Ready(r.Context()) != nil {
-			status = http.StatusServiceUnavailable
-		}
-		writeJSON(w, status, map[string]any{"nats": natsOK, "draining": a.draining.Load(),
-			"connections": a.hub.Connections(), "head_seq": a.hub.Head()})
-	})
-	if a.deps.Metrics != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(a.deps.Metrics, promhttp.HandlerOpts{}))
+	for _, rt := range a.routes() {
+		mux.Handle(rt.pattern, rt.h)
 	}
 	return mux
+}
+
+// Routes lists the patterns Handler serves ("GET /ws", ...), for the OpenAPI document's
+// test: every route served must be documented.
+func (a *App) Routes() []string {
+	var out []string
+	for _, rt := range a.routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
+}
+
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+func (a *App) routes() []route {
+	bi := buildinfo.Read()
+	rts := []route{
+		{"GET /ws", a.ws},
+		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": bi.Version, "commit": bi.Commit()})
+		})},
+		{"GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			natsOK := a.deps.NATS.IsConnected()
+			status := http.StatusOK
+			if a.Ready(r.Context()) != nil {
+				status = http.StatusServiceUnavailable
+			}
+			writeJSON(w, status, map[string]any{"nats": natsOK, "draining": a.draining.Load(),
+				"connections": a.hub.Connections(), "head_seq": a.hub.Head()})
+		})},
+	}
+	if a.deps.Metrics != nil {
+		rts = append(rts, route{"GET /metrics", promhttp.HandlerFor(a.deps.Metrics, promhttp.HandlerOpts{})})
+	}
+	return rts
 }
 
 // Ready returns nil when the pusher takes websocket clients (NATS connected, not

@@ -1,7 +1,8 @@
 // Package httpapi is the api's HTTP surface: posting messages (published to JetStream,
 // answered after the ack), changing them (edit, delete, reactions: change.go,
 // reactions.go, who may: editkey.go), reading history pages from MongoDB, health,
-// readiness and metrics, with JSON errors, rate limiting, request ids and an access log.
+// readiness, metrics and the OpenAPI document (package apidoc), with JSON errors, rate
+// limiting, request ids and an access log.
 package httpapi
 
 import (
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/clientip"
+	"github.com/chatrt/chat/services/api/internal/apidoc"
 	"github.com/chatrt/chat/services/api/internal/change"
 	"github.com/chatrt/chat/services/api/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
@@ -137,29 +140,59 @@ func (s *Server) Drain(ctx context.Context) error {
 	return s.inflight.closeAndWait(ctx)
 }
 
+// route is one pattern of the api's mux and its handlers by method.
+type route struct {
+	pattern string
+	methods methods
+}
+
+// routeTable is every route the api serves: routes builds the mux from it and Routes
+// lists it, so that the OpenAPI document's test sees exactly what is served.
+func (s *Server) routeTable() []route {
+	return []route{
+		{"/messages", methods{
+			http.MethodGet:  http.HandlerFunc(s.getDefaultRoom),
+			http.MethodPost: http.HandlerFunc(s.postDefault),
+		}},
+		{"/rooms", methods{http.MethodGet: http.HandlerFunc(s.getRooms)}},
+		{"/rooms/{room}/presence", methods{http.MethodGet: http.HandlerFunc(s.getPresence)}},
+		{"/rooms/{room}/messages", methods{
+			http.MethodGet:  http.HandlerFunc(s.getRoom),
+			http.MethodPost: http.HandlerFunc(s.postRoom),
+		}},
+		{"/rooms/{room}/messages/{id}", methods{
+			http.MethodPatch:  http.HandlerFunc(s.edit),
+			http.MethodDelete: http.HandlerFunc(s.delete),
+		}},
+		{"/rooms/{room}/messages/{id}/reactions", methods{http.MethodPost: http.HandlerFunc(s.react)}},
+		{"/rooms/{room}/messages/{id}/reactions/{emoji}", methods{http.MethodDelete: http.HandlerFunc(s.unreact)}},
+		{"/healthz", methods{http.MethodGet: http.HandlerFunc(s.healthz)}},
+		{"/readyz", methods{http.MethodGet: http.HandlerFunc(s.readyz)}},
+		{"/metrics", methods{http.MethodGet: promhttp.HandlerFor(s.o.Metrics, promhttp.HandlerOpts{})}},
+		{"/openapi.json", methods{http.MethodGet: apidoc.Handler()}},
+		{"/", methods{http.MethodGet: s.o.UI}},
+	}
+}
+
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/messages", methods{
-		http.MethodGet:  http.HandlerFunc(s.getDefaultRoom),
-		http.MethodPost: http.HandlerFunc(s.postDefault),
-	})
-	mux.Handle("/rooms", methods{http.MethodGet: http.HandlerFunc(s.getRooms)})
-	mux.Handle("/rooms/{room}/presence", methods{http.MethodGet: http.HandlerFunc(s.getPresence)})
-	mux.Handle("/rooms/{room}/messages", methods{
-		http.MethodGet:  http.HandlerFunc(s.getRoom),
-		http.MethodPost: http.HandlerFunc(s.postRoom),
-	})
-	mux.Handle("/rooms/{room}/messages/{id}", methods{
-		http.MethodPatch:  http.HandlerFunc(s.edit),
-		http.MethodDelete: http.HandlerFunc(s.delete),
-	})
-	mux.Handle("/rooms/{room}/messages/{id}/reactions", methods{http.MethodPost: http.HandlerFunc(s.react)})
-	mux.Handle("/rooms/{room}/messages/{id}/reactions/{emoji}", methods{http.MethodDelete: http.HandlerFunc(s.unreact)})
-	mux.Handle("/healthz", methods{http.MethodGet: http.HandlerFunc(s.healthz)})
-	mux.Handle("/readyz", methods{http.MethodGet: http.HandlerFunc(s.readyz)})
-	mux.Handle("/metrics", methods{http.MethodGet: promhttp.HandlerFor(s.o.Metrics, promhttp.HandlerOpts{})})
-	mux.Handle("/", methods{http.MethodGet: s.o.UI})
+	for _, rt := range s.routeTable() {
+		mux.Handle(rt.pattern, rt.methods)
+	}
 	return mux
+}
+
+// Routes lists the api's routes as "METHOD /pattern" (GET routes answer HEAD too; every
+// route answers a CORS preflight when origins are allowed), sorted.
+func (s *Server) Routes() []string {
+	var out []string
+	for _, rt := range s.routeTable() {
+		for m := range rt.methods {
+			out = append(out, m+" "+rt.pattern)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // methods dispatches on the request method; GET routes answer HEAD too. Other methods
