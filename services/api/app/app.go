@@ -16,6 +16,7 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/pkg/ops"
 	"github.com/chatrt/chat/services/api/internal/change"
 	"github.com/chatrt/chat/services/api/internal/editkey"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
@@ -92,6 +93,7 @@ type App struct {
 	cfg    Config
 	log    *slog.Logger
 	server *httpapi.Server
+	ops    *ops.Responder
 }
 
 // New ensures the streams and the history indexes and builds the handler. It starts no
@@ -168,7 +170,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return &App{cfg: cfg, log: deps.Log, server: srv}, nil
+	a := &App{cfg: cfg, log: deps.Log, server: srv}
+	a.ops = ops.NewResponder(deps.NATS, ops.Node{Service: "api", Addr: cfg.HTTPAddr, Metrics: deps.Metrics,
+		Ready: srv.Ready, Draining: srv.Draining, Log: deps.Log})
+	return a, nil
 }
 
 // Handler serves every api route: POST/GET /messages, POST/GET /rooms/{room}/messages,
@@ -184,7 +189,19 @@ func (a *App) Ready(ctx context.Context) error { return a.server.Ready(ctx) }
 // Run waits until ctx is done, then drains: /readyz turns 503, new posts get 503, and it
 // returns once the posts in flight are answered (or ShutdownTimeout passes). The caller
 // then shuts its HTTP server down and drains the NATS connection.
+//
+// Meanwhile it answers the operations channel (chat.ops.stats, pkg/ops) until it returns,
+// so a draining api still shows on the admin page.
 func (a *App) Run(ctx context.Context) error {
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	opsDone := make(chan struct{})
+	go func() {
+		defer close(opsDone)
+		if err := a.ops.Run(opsCtx); err != nil {
+			a.log.Warn("operations channel", "error", err)
+		}
+	}()
+	defer func() { stopOps(); <-opsDone }()
 	<-ctx.Done()
 	a.log.Info("api draining")
 	timeout := a.cfg.ShutdownTimeout

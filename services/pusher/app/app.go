@@ -19,6 +19,7 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/pkg/ops"
 	"github.com/chatrt/chat/services/pusher/internal/dedup"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
@@ -113,6 +114,7 @@ type App struct {
 	ws       *session.Handler
 	feed     *feed.Feed
 	dedup    *dedup.Filter
+	ops      *ops.Responder
 	draining atomic.Bool
 }
 
@@ -184,14 +186,22 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 			Clients:       clients,
 		},
 	}, deps.Metrics)
-	return &App{
+	a := &App{
 		cfg:   cfg,
 		deps:  deps,
 		hub:   h,
 		ws:    ws,
 		feed:  feed.New(src, start, cfg.StreamWatch, filter, deps.Log),
 		dedup: filter,
-	}, nil
+	}
+	rates := &roomRates{hub: h}
+	node := ops.Node{Service: "pusher", Addr: cfg.HTTPAddr, Ready: a.Ready, Draining: a.draining.Load,
+		Rooms: rates.busiest, Log: deps.Log}
+	if deps.Metrics != nil { // a nil *Registry must stay a nil interface
+		node.Metrics = deps.Metrics
+	}
+	a.ops = ops.NewResponder(deps.NATS, node)
+	return a, nil
 }
 
 // Handler serves /ws, /healthz ({"status":"ok","version","commit"}: alive, and which
@@ -230,7 +240,7 @@ func (a *App) Ready(context.Context) error {
 	return nil
 }
 
-// Run feeds the hub until ctx ends, then drains: readiness goes false, clients are
+// Run feeds the hub and answers the operations channel (chat.ops.stats) until ctx ends, then drains: readiness goes false, clients are
 // closed with 1012 (spread over CloseSpread), and only then the feed stops.
 func (a *App) Run(ctx context.Context) error {
 	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
@@ -239,6 +249,12 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.feed.Run(gctx) })
 	g.Go(func() error { return a.dedup.Run(gctx) })
 	g.Go(func() error { return a.hub.Run(gctx) })
+	g.Go(func() error { // until the feed stops: a draining node still answers
+		if err := a.ops.Run(gctx); err != nil {
+			a.deps.Log.Warn("operations channel", "error", err)
+		}
+		return nil
+	})
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():
