@@ -10,9 +10,9 @@ import (
 )
 
 // Flatten returns the series of g that belong to service (see Stats.Metrics): families
-// named chat_<service>_*, chat_build_info with service="<service>", go_goroutines and
-// process_resident_memory_bytes. A registry shared by several services (the all-in-one)
-// thus gives each its own numbers.
+// named chat_<service>_*, chat_build_info (service="chat" in the all-in-one),
+// go_goroutines and process_resident_memory_bytes. A registry shared by several services
+// (the all-in-one) thus gives each its own numbers.
 func Flatten(g prometheus.Gatherer, service string) (map[string]float64, error) {
 	fams, err := g.Gather()
 	out := make(map[string]float64)
@@ -27,9 +27,6 @@ func Flatten(g prometheus.Gatherer, service string) (map[string]float64, error) 
 		}
 		for _, m := range f.GetMetric() {
 			labels := m.GetLabel()
-			if name == "chat_build_info" && !hasLabel(labels, "service", service) {
-				continue
-			}
 			key := seriesKey(name, labels)
 			switch {
 			case m.Counter != nil:
@@ -48,15 +45,6 @@ func Flatten(g prometheus.Gatherer, service string) (map[string]float64, error) 
 		}
 	}
 	return out, err
-}
-
-func hasLabel(labels []*dto.LabelPair, name, value string) bool {
-	for _, l := range labels {
-		if l.GetName() == name {
-			return l.GetValue() == value
-		}
-	}
-	return false
 }
 
 // seriesKey is name{a="x",b="y"} with the labels sorted by name, or name without labels.

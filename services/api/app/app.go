@@ -17,6 +17,7 @@ import (
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/pkg/ops"
+	"github.com/chatrt/chat/services/api/internal/admin"
 	"github.com/chatrt/chat/services/api/internal/change"
 	"github.com/chatrt/chat/services/api/internal/editkey"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
@@ -151,6 +152,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 			return nil, fmt.Errorf("api: edit keys: %w", err)
 		}
 	}
+	adm, err := admin.New(admin.Options{NATS: deps.NATS, Auth: verifier, Log: deps.Log})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	srv, err := httpapi.New(httpapi.Options{
 		Stream:         appender,
 		History:        store,
@@ -163,6 +168,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		HistoryTimeout: cfg.HistoryTimeout,
 		RetryAfter:     cfg.RetryAfter,
 		UI:             web.Handler(),
+		Admin:          adm,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Metrics:        deps.Metrics,
 		Log:            deps.Log,
@@ -178,8 +184,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 
 // Handler serves every api route: POST/GET /messages, POST/GET /rooms/{room}/messages,
 // PATCH/DELETE /rooms/{room}/messages/{id}, POST /rooms/{room}/messages/{id}/reactions,
-// DELETE /rooms/{room}/messages/{id}/reactions/{emoji}, /healthz, /readyz, /metrics and
-// the UI at /.
+// DELETE /rooms/{room}/messages/{id}/reactions/{emoji}, /healthz, /readyz, /metrics, the
+// admin page at /admin (internal/admin) and the UI at /.
 func (a *App) Handler() http.Handler { return a.server.Handler() }
 
 // Ready returns nil when the api can take posts (NATS connected, MongoDB answering, not

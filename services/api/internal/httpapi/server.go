@@ -68,6 +68,7 @@ type Options struct {
 	HistoryTimeout time.Duration // per history query; <= 0 means 5s
 	RetryAfter     time.Duration // Retry-After on 503; <= 0 means 2s
 	UI             http.Handler  // GET / and static files
+	Admin          http.Handler  // /admin and /admin/... (nil: 404)
 	// AllowedOrigins get CORS answers (scheme://host[:port] each, "*" any; see cors.go).
 	AllowedOrigins []string
 	Metrics        *prometheus.Registry
@@ -155,6 +156,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/readyz", methods{http.MethodGet: http.HandlerFunc(s.readyz)})
 	mux.Handle("/metrics", methods{http.MethodGet: promhttp.HandlerFor(s.o.Metrics, promhttp.HandlerOpts{})})
 	mux.Handle("/", methods{http.MethodGet: s.o.UI})
+	if s.o.Admin != nil {
+		mux.Handle("/admin", s.o.Admin)
+		mux.Handle("/admin/", s.o.Admin)
+	}
 	return mux
 }
 
