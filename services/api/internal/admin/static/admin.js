@@ -265,7 +265,7 @@
   }
 
   // Dead letters: rebuilt only when the list changes, so keyboard focus stays put.
-  let shownLetters = '';
+  let shownLetters = null; // the seqs shown, comma-separated; null: redraw
 
   function renderDeadLetters(body) {
     $('dl-count').textContent = '(' + fmt(body.total, 0) + ' held' +
@@ -306,7 +306,7 @@
       dlStatus.classList.add('error');
       dlStatus.textContent = (action === 'requeue' ? 'Requeue ' : 'Discard ') + d.seq + ' failed: ' + e.message;
     }
-    shownLetters = '';
+    shownLetters = null;
     refresh();
   }
 
