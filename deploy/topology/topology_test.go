@@ -145,6 +145,7 @@ func TestScaledTopology(t *testing.T) {
 		name string
 		run  func(*testing.T, *env)
 	}{
+		{"admin sees every node", adminSeesEveryNode},
 		{"pusher kill", pusherKill},
 		{"persister kill", persisterKill},
 		{"api rolling restart", apiRollingRestart},
