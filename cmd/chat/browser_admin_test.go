@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 // three nodes (api, persister, pusher) answering chat.ops.stats with their numbers, the
 // stream, and a dead letter whose preview is text (markup is not run). Requeue asks
 // first: dismissed, nothing happens; accepted, the dead letter leaves the list and its
-// message is stored in history.
+// message is stored in history. CHAT_ADMIN_SCREENSHOT=/path.png saves a screenshot.
 func TestBrowserAdmin(t *testing.T) {
 	allocCtx := newBrowser(t)
 	sys := startSystemWith(t, testConfig(t))
@@ -97,6 +98,19 @@ func TestBrowserAdmin(t *testing.T) {
 		h := getHistory(t, sys.url+"/rooms/"+room+"/messages")
 		return len(h) == 1 && h[0]["message"] == text
 	}, "requeued message not stored")
+	if path := os.Getenv("CHAT_ADMIN_SCREENSHOT"); path != "" { // a look at the page, for humans
+		for range 3 { // a few refreshes for the charts
+			postMessage(t, sys.url, "elsewhere", "Bo", "more traffic")
+			time.Sleep(1600 * time.Millisecond)
+		}
+		png, err := chromedp.Run(tb.ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if title := tb.eval(`document.title`); title != "Chat admin" {
 		t.Fatalf("title %q", title)
 	}
