@@ -44,7 +44,6 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v0.1.9 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
-	github.com/prometheus/client_golang v1.22.0 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.64.0 // indirect
 	github.com/prometheus/procfs v0.15.1 // indirect
@@ -81,6 +80,9 @@ require (
 	modernc.org/token v1.1.0 // indirect
 )
 
-require github.com/chatrt/chat/pkg v0.0.0
+require (
+	github.com/chatrt/chat/pkg v0.0.0
+	github.com/prometheus/client_golang v1.22.0
+)
 
 replace github.com/chatrt/chat/pkg => ../pkg

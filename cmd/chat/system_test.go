@@ -65,13 +65,23 @@ func startSystemWith(t *testing.T, cfg Config) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startSystemOn(t, cfg, ln, nil)
+}
+
+// startSystemOn serves the system on ln, logging to log (nil: nowhere); its url is ln's
+// port on 127.0.0.1.
+func startSystemOn(t *testing.T, cfg Config, ln net.Listener, log *slog.Logger) *system {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &system{t: t, cfg: cfg, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	var logw io.Writer = io.Discard
-	if os.Getenv("CHAT_TEST_LOG") != "" { // the system's logs, to debug a test
-		logw = os.Stderr
+	url := fmt.Sprintf("http://127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port)
+	s := &system{t: t, cfg: cfg, url: url, cancel: cancel, done: make(chan error, 1)}
+	if log == nil {
+		var logw io.Writer = io.Discard
+		if os.Getenv("CHAT_TEST_LOG") != "" { // the system's logs, to debug a test
+			logw = os.Stderr
+		}
+		log = slog.New(slog.NewTextHandler(logw, nil))
 	}
-	log := slog.New(slog.NewTextHandler(logw, nil))
 	go func() { s.done <- serve(ctx, cfg, log, ln) }()
 	t.Cleanup(s.stop)
 	chattest.Eventually(t, 60*time.Second, func() bool {

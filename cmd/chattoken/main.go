@@ -41,6 +41,7 @@ func run(args []string, out io.Writer, now time.Time) error {
 	sub := fs.String("sub", "", "subject (the author name unless -name is given)")
 	name := fs.String("name", "", "display name (claim name)")
 	rooms := fs.String("rooms", "", "comma-separated rooms or patterns (team-*, *); empty: every room")
+	roles := fs.String("roles", "", "comma-separated roles (claim roles): moderator edits and deletes any message, admin opens /admin")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
 	iss := fs.String("iss", "", "issuer (claim iss)")
 	aud := fs.String("aud", "", "audience (claim aud)")
@@ -75,6 +76,9 @@ func run(args []string, out io.Writer, now time.Time) error {
 		IssuedAt: auth.NewNumericDate(now), Expires: auth.NewNumericDate(now.Add(*ttl))}
 	if *aud != "" {
 		claims.Audience = []string{*aud}
+	}
+	if *roles != "" {
+		claims.Roles = auth.Roles(auth.ParseRooms(*roles))
 	}
 	if *rooms != "" {
 		claims.Rooms = auth.ParseRooms(*rooms)

@@ -23,7 +23,8 @@ const secret = "0123456789abcdef0123456789abcdef"
 
 func TestHS256(t *testing.T) {
 	var out bytes.Buffer
-	if err := run([]string{"-secret", secret, "-sub", "ann", "-rooms", "general, team-*", "-ttl", "2h", "-aud", "chat"}, &out, time.Now()); err != nil {
+	if err := run([]string{"-secret", secret, "-sub", "ann", "-rooms", "general, team-*", "-ttl", "2h", "-aud", "chat",
+		"-roles", "admin, moderator"}, &out, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	v, _ := auth.NewVerifier(auth.Config{HS256Secret: secret, Audience: "chat"})
@@ -31,7 +32,7 @@ func TestHS256(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, _ := c.Author(); a != "ann" || !c.Allows("team-x") || c.Allows("random") {
+	if a, _ := c.Author(); a != "ann" || !c.Allows("team-x") || c.Allows("random") || !c.HasRole(auth.RoleAdmin) || !c.HasRole(auth.RoleModerator) {
 		t.Fatalf("claims %+v", c)
 	}
 	if d := time.Until(c.Expires.Time()); d < time.Hour || d > 2*time.Hour {

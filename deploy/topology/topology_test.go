@@ -145,6 +145,7 @@ func TestScaledTopology(t *testing.T) {
 		name string
 		run  func(*testing.T, *env)
 	}{
+		{"admin sees every node", adminSeesEveryNode},
 		{"pusher kill", pusherKill},
 		{"presence across pushers, pusher kill", presenceAcrossPushers},
 		{"persister kill", persisterKill},

@@ -68,6 +68,9 @@ func (c *Claims) Author() (string, error) {
 // RoleModerator in a token's "roles" claim lets it edit and delete anyone's messages.
 const RoleModerator = "moderator"
 
+// RoleAdmin in a token's "roles" claim opens the api's admin page (/admin).
+const RoleAdmin = "admin"
+
 // AuthorID is the token's chat.AuthorID (its iss and sub), "" when it has no "sub": the
 // id a post records as its author and a change to a message is checked against.
 func (c *Claims) AuthorID() string { return chat.AuthorID(c.Issuer, c.Subject) }

@@ -16,7 +16,9 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/pkg/ops"
 	"github.com/chatrt/chat/pkg/presence"
+	"github.com/chatrt/chat/services/api/internal/admin"
 	"github.com/chatrt/chat/services/api/internal/change"
 	"github.com/chatrt/chat/services/api/internal/editkey"
 	"github.com/chatrt/chat/services/api/internal/httpapi"
@@ -98,6 +100,7 @@ type App struct {
 	log      *slog.Logger
 	server   *httpapi.Server
 	presence *presence.View
+	ops      *ops.Responder
 }
 
 // New ensures the streams and the history indexes and builds the handler. It starts no
@@ -156,6 +159,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		}
 	}
 	view := presence.NewView(deps.NATS, presence.ViewConfig{Timeout: cfg.PresenceTimeout, Log: deps.Log})
+	adm, err := admin.New(admin.Options{NATS: deps.NATS, Auth: verifier, Log: deps.Log})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	srv, err := httpapi.New(httpapi.Options{
 		Stream:         appender,
 		History:        store,
@@ -170,6 +177,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		HistoryTimeout: cfg.HistoryTimeout,
 		RetryAfter:     cfg.RetryAfter,
 		UI:             web.Handler(),
+		Admin:          adm,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Metrics:        deps.Metrics,
 		Log:            deps.Log,
@@ -177,14 +185,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return &App{cfg: cfg, log: deps.Log, server: srv, presence: view}, nil
+	a := &App{cfg: cfg, log: deps.Log, server: srv, presence: view}
+	a.ops = ops.NewResponder(deps.NATS, ops.Node{Service: "api", Addr: cfg.HTTPAddr, Metrics: deps.Metrics,
+		Ready: srv.Ready, Draining: srv.Draining, Log: deps.Log})
+	return a, nil
 }
 
 // Handler serves every api route: GET /rooms, GET /rooms/{room}/presence, POST/GET
 // /messages, POST/GET /rooms/{room}/messages,
 // PATCH/DELETE /rooms/{room}/messages/{id}, POST /rooms/{room}/messages/{id}/reactions,
 // DELETE /rooms/{room}/messages/{id}/reactions/{emoji}, /healthz, /readyz, /metrics,
-// /openapi.json and the UI at /.
+// /openapi.json, the admin page at /admin (internal/admin) and the UI at /.
 func (a *App) Handler() http.Handler { return a.server.Handler() }
 
 // Routes lists the routes Handler serves as "METHOD /pattern" (docs/openapi.yaml
@@ -199,7 +210,19 @@ func (a *App) Ready(ctx context.Context) error { return a.server.Ready(ctx) }
 // new posts get 503, and it returns once the posts in flight are answered (or
 // ShutdownTimeout passes). The caller then shuts its HTTP server down and drains the NATS
 // connection.
+//
+// Meanwhile it answers the operations channel (chat.ops.stats, pkg/ops) until it returns,
+// so a draining api still shows on the admin page.
 func (a *App) Run(ctx context.Context) error {
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	opsDone := make(chan struct{})
+	go func() {
+		defer close(opsDone)
+		if err := a.ops.Run(opsCtx); err != nil {
+			a.log.Warn("operations channel", "error", err)
+		}
+	}()
+	defer func() { stopOps(); <-opsDone }()
 	if err := a.presence.Run(ctx); err != nil {
 		return err
 	}

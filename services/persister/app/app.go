@@ -19,6 +19,7 @@ import (
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/pkg/ops"
 	"github.com/chatrt/chat/services/persister/internal/persist"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +71,7 @@ type App struct {
 	deps  Deps
 	store *history.Store
 	p     *persist.Persister
+	ops   *ops.Responder
 }
 
 // New ensures the streams, the MongoDB indexes and the durable consumer. It starts no
@@ -105,12 +107,27 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persister: %w", err)
 	}
-	return &App{deps: deps, store: store, p: p}, nil
+	a := &App{deps: deps, store: store, p: p}
+	a.ops = ops.NewResponder(deps.NATS, ops.Node{Service: "persister", Addr: cfg.HTTPAddr, Metrics: deps.Metrics,
+		Ready: a.Ready, Draining: p.Draining, Log: deps.Log})
+	return a, nil
 }
 
 // Run stores messages until ctx is done, then stops taking new ones, finishes the
-// in-flight batch (write and ack) within the shutdown timeout, and returns.
-func (a *App) Run(ctx context.Context) error { return a.p.Run(ctx) }
+// in-flight batch (write and ack) within the shutdown timeout, and returns. Until it
+// returns it answers the operations channel (chat.ops.stats, pkg/ops).
+func (a *App) Run(ctx context.Context) error {
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	opsDone := make(chan struct{})
+	go func() {
+		defer close(opsDone)
+		if err := a.ops.Run(opsCtx); err != nil {
+			a.deps.Log.Warn("operations channel", "error", err)
+		}
+	}()
+	defer func() { stopOps(); <-opsDone }()
+	return a.p.Run(ctx)
+}
 
 // Handler serves GET /healthz ({"status":"ok","version","commit"}: alive, and which
 // build), /readyz and /metrics.

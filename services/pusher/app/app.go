@@ -19,6 +19,7 @@ import (
 	"github.com/chatrt/chat/pkg/clientip"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
+	"github.com/chatrt/chat/pkg/ops"
 	"github.com/chatrt/chat/services/pusher/internal/dedup"
 	"github.com/chatrt/chat/services/pusher/internal/feed"
 	"github.com/chatrt/chat/services/pusher/internal/hub"
@@ -121,6 +122,7 @@ type App struct {
 	feed     *feed.Feed
 	dedup    *dedup.Filter
 	presence *presence.Tracker
+	ops      *ops.Responder
 	draining atomic.Bool
 }
 
@@ -194,7 +196,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 			Clients:       clients,
 		},
 	}, deps.Metrics)
-	return &App{
+	a := &App{
 		cfg:      cfg,
 		deps:     deps,
 		hub:      h,
@@ -202,7 +204,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		feed:     feed.New(src, start, cfg.StreamWatch, filter, deps.Log),
 		dedup:    filter,
 		presence: tracker,
-	}, nil
+	}
+	rates := &roomRates{hub: h}
+	node := ops.Node{Service: "pusher", Addr: cfg.HTTPAddr, Ready: a.Ready, Draining: a.draining.Load,
+		Rooms: rates.busiest, Log: deps.Log}
+	if deps.Metrics != nil { // a nil *Registry must stay a nil interface
+		node.Metrics = deps.Metrics
+	}
+	a.ops = ops.NewResponder(deps.NATS, node)
+	return a, nil
 }
 
 // Presence is the node's presence tracker (its view of every node).
@@ -268,7 +278,7 @@ func (a *App) Ready(context.Context) error {
 	return nil
 }
 
-// Run feeds the hub until ctx ends, then drains: readiness goes false, clients are
+// Run feeds the hub and answers the operations channel (chat.ops.stats) until ctx ends, then drains: readiness goes false, clients are
 // closed with 1012 (spread over CloseSpread), and only then the feed stops.
 func (a *App) Run(ctx context.Context) error {
 	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
@@ -280,6 +290,12 @@ func (a *App) Run(ctx context.Context) error {
 	// Presence outlives the drain like the feed: the members of the clients closed leave
 	// everyone's presence as they go, then the node says goodbye.
 	g.Go(func() error { return a.presence.Run(gctx) })
+	g.Go(func() error { // until the feed stops: a draining node still answers
+		if err := a.ops.Run(gctx); err != nil {
+			a.deps.Log.Warn("operations channel", "error", err)
+		}
+		return nil
+	})
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():

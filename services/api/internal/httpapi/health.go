@@ -66,6 +66,9 @@ func (s *Server) Ready(ctx context.Context) error {
 	return errors.New("not ready: " + strings.Join(why, ", "))
 }
 
+// Draining reports whether Drain was called (the api is shutting down).
+func (s *Server) Draining() bool { return s.draining.Load() }
+
 // readyz answers 200 when NATS is connected, MongoDB answers a ping and the server is
 // not draining; 503 otherwise. The body says which.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
@@ -37,8 +38,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				}
 			}
 			level := slog.LevelInfo
-			switch r.URL.Path {
-			case "/healthz", "/readyz", "/metrics":
+			switch {
+			case r.URL.Path == "/healthz", r.URL.Path == "/readyz", r.URL.Path == "/metrics",
+				r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/admin/api/"): // the admin page polls
 				level = slog.LevelDebug
 			}
 			s.log.Log(r.Context(), level, "http request",

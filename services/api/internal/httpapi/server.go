@@ -73,6 +73,7 @@ type Options struct {
 	HistoryTimeout time.Duration // per history query; <= 0 means 5s
 	RetryAfter     time.Duration // Retry-After on 503; <= 0 means 2s
 	UI             http.Handler  // GET / and static files
+	Admin          http.Handler  // /admin and /admin/... (nil: 404)
 	// AllowedOrigins get CORS answers (scheme://host[:port] each, "*" any; see cors.go).
 	AllowedOrigins []string
 	Metrics        *prometheus.Registry
@@ -178,6 +179,10 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routeTable() {
 		mux.Handle(rt.pattern, rt.methods)
+	}
+	if s.o.Admin != nil {
+		mux.Handle("/admin", s.o.Admin)
+		mux.Handle("/admin/", s.o.Admin)
 	}
 	return mux
 }

@@ -60,6 +60,7 @@ type room struct {
 	floor uint64
 	last  uint64 // highest seq in the ring (floor while it holds none)
 	bytes int64  // what the room costs: roomOverhead, the ring and its frames (budget.go)
+	added uint64 // frames added since the room was created (RoomStats)
 	dead  bool   // evicted: no longer in Hub.rooms; whoever finds it so looks the room up again
 
 	// guarded by Hub.mu: the hub's least recently used list (budget.go)
@@ -105,6 +106,7 @@ func (r *room) removeSub(s *sub) {
 // last only ever rise.
 func (r *room) add(f *frame, window int) int64 {
 	delta := frameCost(f)
+	r.added++
 	if len(r.ring) < window {
 		c := cap(r.ring)
 		r.ring = append(r.ring, f) // growing: head stays 0

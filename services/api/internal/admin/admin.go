@@ -1,0 +1,123 @@
+// Package admin is the api's admin page for people on call: GET /admin (a page embedded
+// in the binary, no CDN) and its JSON routes under /admin/api/: every node's numbers
+// gathered over NATS (pkg/ops, so any number of nodes behind a load balancer show), the
+// CHAT and DEADLETTER streams, the persister consumer, the busiest rooms, and the dead
+// letters with requeue and discard. Access: access.go.
+package admin
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/chatrt/chat/pkg/auth"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+//go:embed static
+var static embed.FS
+
+// Options configure the admin handler.
+type Options struct {
+	NATS *nats.Conn
+	// Auth is the api's token verifier; nil (authentication off) limits the page to
+	// loopback clients.
+	Auth *auth.Verifier
+	// StatsWait is how long a stats request collects the nodes' answers (default 500ms).
+	StatsWait time.Duration
+	// Timeout bounds each JetStream request (default 3s).
+	Timeout time.Duration
+	Log     *slog.Logger
+}
+
+// Handler serves /admin and /admin/...
+type Handler struct {
+	o   Options
+	js  jetstream.JetStream
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// DefaultStatsWait is how long a stats request waits for the nodes' answers.
+const DefaultStatsWait = 500 * time.Millisecond
+
+// New returns the admin handler.
+func New(o Options) (*Handler, error) {
+	if o.NATS == nil {
+		return nil, errors.New("admin: NATS is required")
+	}
+	if o.StatsWait <= 0 {
+		o.StatsWait = DefaultStatsWait
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 3 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	js, err := jetstream.New(o.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("admin: jetstream: %w", err)
+	}
+	h := &Handler{o: o, js: js, log: o.Log, mux: http.NewServeMux()}
+	page := pageHandler()
+	h.mux.Handle("/admin", only(http.MethodGet, page))
+	h.mux.Handle("/admin/{$}", only(http.MethodGet, page))
+	h.mux.Handle("/admin/admin.js", only(http.MethodGet, page))
+	h.mux.Handle("/admin/admin.css", only(http.MethodGet, page))
+	h.mux.Handle("/admin/api/stats", only(http.MethodGet, http.HandlerFunc(h.stats)))
+	h.mux.Handle("/admin/api/deadletters", only(http.MethodGet, http.HandlerFunc(h.listDeadLetters)))
+	h.mux.Handle("/admin/api/deadletters/{seq}", only(http.MethodDelete, http.HandlerFunc(h.discard)))
+	h.mux.Handle("/admin/api/deadletters/{seq}/requeue", only(http.MethodPost, http.HandlerFunc(h.requeue)))
+	h.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	return h, nil
+}
+
+// ServeHTTP checks access (access.go), then serves the route.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.access(h.mux).ServeHTTP(w, r)
+}
+
+// only lets method through (GET also answers HEAD); others get 405 with Allow.
+func only(method string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		allow := method
+		if method == http.MethodGet {
+			allow = "GET, HEAD"
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, reason string) {
+	writeJSON(w, status, map[string]string{"error": reason})
+}
+
+// jsContext bounds one JetStream request.
+func (h *Handler) jsContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), h.o.Timeout)
+}
