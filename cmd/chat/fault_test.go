@@ -269,8 +269,7 @@ func TestFaultPersisterStopped(t *testing.T) {
 	h.subscribe("b1", "ra", 1)
 	h.subscribe("b2", "rb", 1)
 	h.load.Start(h.rooms, 12*time.Millisecond)
-	// No change load here yet: changes acked while a persister hands over under load can be
-	// missing from history afterwards (issue 11, open; see the issue note).
+	h.load.StartChanges(h.rooms, 40*time.Millisecond)
 	h.load.WaitMore(200, 20*time.Second)
 	h.cl.kill(0)
 	h.load.WaitMore(200, 20*time.Second)
@@ -299,13 +298,16 @@ func TestFaultPersisterStopped(t *testing.T) {
 func TestFaultMongoOutage(t *testing.T) {
 	h := newHarness(t, "mongodb outage")
 	h.startNode(h.config())
-	// No change load here yet: changes acked around a MongoDB outage could go missing from
-	// history (FerretDB applies updates as whole-document rewrites; issue 11, open), and each
-	// change costs FerretDB collection scans, which under load starves the posts.
-	h.standardTraffic(0, false)
+	h.standardTraffic(0, true)
 	h.load.WaitMore(150, 20*time.Second)
 	h.mongo.Stop()
 	h.load.WaitMore(400, 20*time.Second) // a few seconds of traffic with MongoDB down
+	// ...at least until the persister noticed (a write waits up to the driver's server
+	// selection timeout for MongoDB to come back before it fails).
+	chattest.Eventually(t, 30*time.Second, func() bool {
+		v := metricValue(t, h.cl.pick(0).url, "chat_persister_errors_total")
+		return v != "0" && v != "?"
+	}, "the persister saw no write error while MongoDB was down")
 	h.mongo.Start()
 	h.load.WaitMore(150, 20*time.Second)
 	errs := metricValue(t, h.cl.pick(0).url, "chat_persister_errors_total")
@@ -331,8 +333,7 @@ func TestFaultMongoOutage(t *testing.T) {
 func TestFaultNATSRestart(t *testing.T) {
 	h := newHarness(t, "nats restart")
 	h.startNode(h.config())
-	// No change load yet: see TestFaultMongoOutage.
-	h.standardTraffic(0, false)
+	h.standardTraffic(0, true)
 	h.load.WaitMore(150, 20*time.Second)
 	before := h.load.Failed(http.StatusServiceUnavailable)
 	h.nats.Stop()
@@ -357,8 +358,7 @@ func TestFaultPusherStopped(t *testing.T) {
 	a1 := h.subscribe("a1", "rb", 0)
 	h.subscribe("b0", "ra", 1)
 	h.load.Start(h.rooms, 12*time.Millisecond)
-	// No change load yet: each change costs FerretDB collection scans (its filters other
-	// than {_id} are not indexed), which under load starves the posts (issue 11, open).
+	h.load.StartChanges(h.rooms, 40*time.Millisecond)
 	h.load.WaitMore(150, 20*time.Second)
 	h.cl.kill(0)
 	h.load.WaitMore(200, 20*time.Second)
