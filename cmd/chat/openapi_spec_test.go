@@ -18,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The OpenAPI document (docs/openapi.yaml) checked against real answers with
@@ -100,6 +101,7 @@ type httpCase struct {
 type fixture struct {
 	base map[string]string // srv → base URL
 	vals map[string]string
+	js   jetstream.JetStream // the NATS of "" (and of "api", "pusher", "persister")
 }
 
 func (f *fixture) expand(s string) string {
