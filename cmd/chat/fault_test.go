@@ -115,7 +115,9 @@ func faultConfig(t *testing.T, n *chattest.NATS, m *chattest.Mongo) Config {
 	cfg.NATSURL = n.URL()
 	cfg.MongoURI = m.URI()
 	cfg.API.RateLimit = 0
-	cfg.Persister.AckWait = 2 * time.Second
+	// Writes get AckWait/2: on a loaded machine under -race FerretDB needs more than a
+	// second for a batch now and then, most of all right after a restart.
+	cfg.Persister.AckWait = 4 * time.Second
 	cfg.Persister.RetryMin = 50 * time.Millisecond
 	cfg.Persister.RetryMax = 500 * time.Millisecond
 	return cfg
