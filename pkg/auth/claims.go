@@ -101,21 +101,9 @@ type Rooms []string
 
 // UnmarshalJSON accepts a list of strings or a comma-separated string; null is no room.
 func (r *Rooms) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*r = Rooms{}
-		return nil
-	}
-	var s string
-	if json.Unmarshal(b, &s) == nil {
-		*r = ParseRooms(s)
-		return nil
-	}
-	var l []string
-	if err := json.Unmarshal(b, &l); err != nil {
-		return errors.New("rooms must be a list of strings")
-	}
+	l, err := stringList(b, "rooms")
 	*r = append(Rooms{}, l...)
-	return nil
+	return err
 }
 
 // Roles is the "roles" claim: a list of role names, or one comma-separated string (as
@@ -124,21 +112,29 @@ type Roles []string
 
 // UnmarshalJSON accepts a list of strings or a comma-separated string; null is no role.
 func (r *Roles) UnmarshalJSON(b []byte) error {
+	l, err := stringList(b, "roles")
+	*r = nil
+	if len(l) > 0 {
+		*r = Roles(l)
+	}
+	return err
+}
+
+// stringList decodes a claim that is a list of strings or one comma-separated string
+// (blanks dropped); null is the empty list.
+func stringList(b []byte, claim string) ([]string, error) {
 	if string(b) == "null" {
-		*r = nil
-		return nil
+		return nil, nil
 	}
 	var s string
 	if json.Unmarshal(b, &s) == nil {
-		*r = Roles(ParseRooms(s))
-		return nil
+		return ParseRooms(s), nil
 	}
 	var l []string
 	if err := json.Unmarshal(b, &l); err != nil {
-		return errors.New("roles must be a list of strings")
+		return nil, errors.New(claim + " must be a list of strings")
 	}
-	*r = append(Roles{}, l...)
-	return nil
+	return l, nil
 }
 
 // ParseRooms splits a comma-separated list of room patterns, dropping blanks.
