@@ -35,6 +35,8 @@ type subOptions struct {
 	onFrame       func(Frame)
 	onSkipped     func(Frame)
 	onEvent       func(Event)
+	presence      bool
+	name          string
 }
 
 // Since starts after seq: every message (and change) of the room with a higher seq is
@@ -61,6 +63,13 @@ func OnSkipped(f func(Frame)) SubscribeOption { return func(o *subOptions) { o.o
 // subscription's goroutine (for the first connection, on the goroutine calling
 // Subscribe). Calling Stop from it ends the subscription instead of reconnecting.
 func OnEvent(f func(Event)) SubscribeOption { return func(o *subOptions) { o.onEvent = f } }
+
+// Presence opts the subscription in to the room's presence and typing frames (v1.3,
+// docs/contract.md; they come to OnFrame) under name ("": anonymous; with authentication
+// on the server uses the token's name instead).
+func Presence(name string) SubscribeOption {
+	return func(o *subOptions) { o.presence, o.name = true, name }
+}
 
 // EventKind says what happened to a subscription's connection.
 type EventKind int
@@ -130,6 +139,8 @@ type Subscription struct {
 	mu   sync.Mutex
 	conn *websocket.Conn // the connection being read, nil between connections
 	err  error           // why the subscription ended
+
+	wmu sync.Mutex // one writer of data frames at a time (Typing)
 }
 
 // Subscribe subscribes to room and calls handler with each message, once, in seq order,
@@ -241,6 +252,30 @@ func (s *Subscription) Drain() {
 		return
 	}
 	sendClose(conn)
+}
+
+// Typing tells the room's other subscribers that opted in to presence that this one is
+// typing ({"type":"typing","room"} on the current connection). The server forwards at
+// most one every 2 s per subscription and drops the rest; it forwards none of an
+// anonymous subscription. ErrNotConnected between connections.
+func (s *Subscription) Typing() error {
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	if conn == nil || s.isStopped() {
+		return ErrNotConnected
+	}
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Room string `json:"room"`
+	}{"typing", s.room})
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("chatclient: typing: %w", err)
+	}
+	return nil
 }
 
 func sendClose(conn *websocket.Conn) {
@@ -424,6 +459,12 @@ func (s *Subscription) attempt(ctx context.Context, u, tok string) (*websocket.C
 	}
 	q := pu.Query()
 	q.Set("room", s.room)
+	if s.o.presence {
+		q.Set("presence", "1")
+		if s.o.name != "" {
+			q.Set("name", s.o.name)
+		}
+	}
 	resumed := s.hasCur.Load()
 	since := s.cursor.Load()
 	if resumed {
