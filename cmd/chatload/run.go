@@ -98,8 +98,11 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	} else {
 		close(watched)
 	}
+	churned := make(chan churnResult, 1)
+	go func() { churned <- churn(ctx, &cfg, start, to) }()
 	pub.run(ctx, start, from.UnixNano(), to.UnixNano())
 	pubEnd := time.Now()
+	rep.Churn = <-churned
 	<-sampled
 	<-watched
 	if h != nil {
