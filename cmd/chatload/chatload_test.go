@@ -116,8 +116,8 @@ func checkRun(t *testing.T, rep *report) {
 	if d.E2E.Count == 0 || d.E2E.Count != d.Window || p.Latency.Count == 0 {
 		t.Errorf("latencies: e2e %d (window deliveries %d), posts %d", d.E2E.Count, d.Window, p.Latency.Count)
 	}
-	if rep.Server.CPUSeconds <= 0 || rep.Server.RSSEnd <= 0 {
-		t.Errorf("server sample: cpu %.2f s, rss %d", rep.Server.CPUSeconds, rep.Server.RSSEnd)
+	if rep.Server.CPUSeconds <= 0 || rep.Server.RSSEnd <= 0 || rep.Server.WriteCalls == 0 {
+		t.Errorf("server sample: cpu %.2f s, rss %d, write calls %d", rep.Server.CPUSeconds, rep.Server.RSSEnd, rep.Server.WriteCalls)
 	}
 }
 

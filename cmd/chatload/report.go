@@ -67,6 +67,7 @@ type report struct {
 		CPUUtilization     float64 `json:"cpu_utilization"`
 		CPUPerMillion      float64 `json:"cpu_seconds_per_million_deliveries"`
 		CPUPerThousandPost float64 `json:"cpu_seconds_per_thousand_posts"`
+		WriteCalls         uint64  `json:"write_calls"` // write system calls in the window (syscw)
 		RSSBefore          int64   `json:"rss_before_bytes"`
 		RSSConnected       int64   `json:"rss_connected_bytes"`
 		RSSEnd             int64   `json:"rss_end_bytes"`
@@ -195,6 +196,9 @@ func (r *report) writeSummary(w io.Writer) {
 		}
 		if s.CPUPerThousandPost > 0 {
 			fmt.Fprintf(w, ", %.3f cpu-s per thousand posts", s.CPUPerThousandPost)
+		}
+		if s.WriteCalls > 0 {
+			fmt.Fprintf(w, "; %d write calls (%.2f deliveries per write)", s.WriteCalls, float64(r.Deliveries.Window)/float64(s.WriteCalls))
 		}
 		fmt.Fprintf(w, "\n  server rss    before %.1f MiB, connected %.1f MiB, end %.1f MiB; %.0f bytes (%.2f KiB) per connection\n",
 			mib(s.RSSBefore), mib(s.RSSConnected), mib(s.RSSEnd), s.RSSPerConn, s.RSSPerConn/1024)
