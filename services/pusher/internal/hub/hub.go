@@ -175,10 +175,18 @@ func (h *Hub) Fanout(m *chat.Message) {
 	inline := 0
 	r, _ := h.lockRoom(m.Room, now, false) // never refused to a publish
 	h.used.Add(r.add(f, h.cfg.Window))
+	r.lastFanout = now
+	rd, both := r.takeRide(f)
 	for _, s := range r.subs {
 		if s.live && f.seq > s.lastSent {
 			s.lastSent = f.seq
-			if s.c.deliver(f, now, direct) {
+			var written bool
+			if rd.has(s.c) {
+				written = s.c.deliverWith(f, both, rd, now, direct)
+			} else {
+				written = s.c.deliver(f, now, direct)
+			}
+			if written {
 				inline++
 			}
 		}
