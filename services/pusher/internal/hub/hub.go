@@ -183,6 +183,7 @@ func (h *Hub) Fanout(m *chat.Message) {
 			var written bool
 			if rd.has(s.c) {
 				written = s.c.deliverWith(f, both, rd, now, direct)
+				delete(rd.to, s.c)
 			} else {
 				written = s.c.deliver(f, now, direct)
 			}
@@ -190,6 +191,9 @@ func (h *Hub) Fanout(m *chat.Message) {
 				inline++
 			}
 		}
+	}
+	if rd != nil && rd.keep {
+		rd.sendEach(now) // those whose subscription did not get f (replaying) get them queued
 	}
 	r.mu.Unlock()
 	if inline > 0 {

@@ -87,10 +87,10 @@ func TestOfferRoomRidesWithTheNextMessage(t *testing.T) {
 		seq++
 		h.Fanout(&chat.Message{ID: "m", Room: room, Name: "n", Message: "x", SentAt: time.Now(), Seq: seq})
 	}
-	toA := map[*Client]struct{}{a: {}}
+	toA := func() map[*Client]struct{} { return map[*Client]struct{}{a: {}} } // the hub takes it over
 
 	fanout("busy")
-	h.OfferRoom("busy", typing, toA, time.Now())
+	h.OfferRoom("busy", typing, toA(), time.Now())
 	if got := ta.got(); len(got) != 2 {
 		t.Fatalf("typing went out before the next message: %q", got)
 	}
@@ -99,11 +99,11 @@ func TestOfferRoomRidesWithTheNextMessage(t *testing.T) {
 	tb.waitFor(t, "subscribed+subscribed", "message", "message")
 
 	// No message within RideWait: on its own.
-	h.OfferRoom("busy", typing, toA, time.Now())
+	h.OfferRoom("busy", typing, toA(), time.Now())
 	ta.waitFor(t, "subscribed+subscribed", "message", "message+typing", "typing")
 
 	// A quiet room: at once.
-	h.OfferRoom("quiet", typing, toA, time.Now())
+	h.OfferRoom("quiet", typing, toA(), time.Now())
 	if got := ta.got(); len(got) != 5 || got[4] != "typing" {
 		t.Fatalf("quiet room: writes %q", got)
 	}
@@ -111,7 +111,7 @@ func TestOfferRoomRidesWithTheNextMessage(t *testing.T) {
 	// A client with a frame queued gets the message, not the typing notice.
 	fanout("busy")
 	ta.waitFor(t, "subscribed+subscribed", "message", "message+typing", "typing", "typing", "message")
-	h.OfferRoom("busy", typing, toA, time.Now())
+	h.OfferRoom("busy", typing, toA(), time.Now())
 	a.mu.Lock()
 	a.queue = append(a.queue, transport.TextFrame([]byte(`{"type":"join"}`)))
 	a.mu.Unlock()
@@ -119,6 +119,15 @@ func TestOfferRoomRidesWithTheNextMessage(t *testing.T) {
 	ta.waitFor(t, "subscribed+subscribed", "message", "message+typing", "typing", "typing", "message", "join+message")
 	time.Sleep(2 * RideWait) // nothing else comes: the notice was dropped, not kept
 	ta.waitFor(t, "subscribed+subscribed", "message", "message+typing", "typing", "typing", "message", "join+message")
+	// Join and leave frames (EnqueueRoom) are kept for a client that is behind: queued
+	// after the message.
+	join := [][]byte{transport.TextFrame([]byte(`{"type":"join","room":"busy"}`))}
+	h.EnqueueRoom("busy", join, toA(), time.Now())
+	a.mu.Lock()
+	a.queue = append(a.queue, transport.TextFrame([]byte(`{"type":"leave"}`)))
+	a.mu.Unlock()
+	fanout("busy")
+	ta.waitFor(t, "subscribed+subscribed", "message", "message+typing", "typing", "typing", "message", "join+message", "leave+message+join")
 	if tb.got()[len(tb.got())-1] != "message" || bytes.Contains([]byte(strings.Join(tb.got(), ",")), []byte("typing")) {
 		t.Errorf("b, not named, got %q", tb.got())
 	}

@@ -145,9 +145,15 @@ func (r *room) emitLocked(now time.Time) {
 	}
 	r.lastEmit = now
 	r.shown, r.shownFrame = cur, nil
+	// The frames ride with the room's next message when messages flow (hub.EnqueueRoom):
+	// no write, and no writer to wake, of their own per watcher.
+	var h *hub.Hub
+	to := make(map[*hub.Client]struct{}, len(r.watchers))
 	for w := range r.watchers {
-		w.Enqueue(frames...)
+		h = w.Hub()
+		to[w] = struct{}{}
 	}
+	h.EnqueueRoom(r.name, frames, to, now)
 }
 
 func sortMembers(m []cluster.Member) []cluster.Member {
