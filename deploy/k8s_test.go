@@ -414,6 +414,10 @@ func TestK8sIngress(t *testing.T) {
 		"/roomsx":                 "",
 		"/debug/pprof/":           "",
 		"/chat.js/x":              "",
+		"/openapi.json":           "chat-api",
+		"/admin":                  "chat-api",
+		"/admin/api/stats":        "chat-api",
+		"/adminx":                 "",
 	}
 	// Every file the UI serves must be reachable, so a new one is not silently cut off.
 	static, err := filepath.Glob(filepath.Join("..", "services", "api", "internal", "web", "static", "*"))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/ops"
+	"github.com/chatrt/chat/pkg/presence"
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -23,9 +26,11 @@ import (
 // The AsyncAPI document (docs/asyncapi.yaml) checked against real traffic: every frame a
 // real pusher sends and every command the test sends must match the payload schema of
 // the document's message for its type, every message on the bus (posts and changes the
-// api publishes, dead letters) the schemas of its channel's message, and each v1 and
-// v1.2 message of the document must be seen at least once. The document itself is
-// validated against the AsyncAPI 3.0.0 JSON Schema and its $refs must resolve.
+// api publishes, dead letters, presence and typing between the services, stats requests)
+// the schemas of its channel's message, every reply to a stats request the schema of the
+// operation's reply, and each message of the document must be seen at least once. The
+// document itself is validated against the AsyncAPI 3.0.0 JSON Schema and its $refs
+// must resolve.
 
 const asyncAPIPath = "../../docs/asyncapi.yaml"
 
@@ -38,9 +43,10 @@ type asyncMessage struct {
 
 type asyncSpec struct {
 	doc      any
-	frames   map[string]*asyncMessage // server frame type → message
-	commands map[string]*asyncMessage // client command type → message
-	channels map[string][]*asyncMessage
+	frames   map[string]*asyncMessage   // server frame type → message
+	commands map[string]*asyncMessage   // client command type → message
+	channels map[string][]*asyncMessage // NATS channel address → its operations' messages
+	replies  map[string][]*asyncMessage // NATS channel address → the replies to its requests
 
 	mu   sync.Mutex
 	seen map[string]bool // components/messages keys
@@ -75,7 +81,7 @@ func loadAsyncSpec(t *testing.T) *asyncSpec {
 	checkRefs(t, doc, doc, "")
 
 	s := &asyncSpec{doc: doc, frames: map[string]*asyncMessage{}, commands: map[string]*asyncMessage{},
-		channels: map[string][]*asyncMessage{}, seen: map[string]bool{}}
+		channels: map[string][]*asyncMessage{}, replies: map[string][]*asyncMessage{}, seen: map[string]bool{}}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft7) // AsyncAPI 3.0's schema format is JSON Schema draft-07's superset
 	const url = "file:///asyncapi.json"
@@ -103,9 +109,9 @@ func loadAsyncSpec(t *testing.T) *asyncSpec {
 		messages[key] = m
 	}
 	// A frame's or command's type is its payload schema's type const.
-	opMessages := func(op string) []*asyncMessage {
+	opMessages := func(at string) []*asyncMessage {
 		var out []*asyncMessage
-		for _, r := range lookup(t, doc, "#/operations/"+op+"/messages").([]any) {
+		for _, r := range lookup(t, doc, at+"/messages").([]any) {
 			ref := lookup(t, doc, r.(map[string]any)["$ref"].(string)).(map[string]any)["$ref"].(string)
 			out = append(out, messages[strings.TrimPrefix(ref, "#/components/messages/")])
 		}
@@ -115,16 +121,27 @@ func loadAsyncSpec(t *testing.T) *asyncSpec {
 		ref := lookup(t, doc, "#/components/messages/"+m.key+"/payload/$ref").(string)
 		return lookup(t, doc, ref+"/properties/type/const").(string)
 	}
-	for _, m := range opMessages("sendFrames") {
+	for _, m := range opMessages("#/operations/sendFrames") {
 		s.frames[typeOf(m)] = m
 	}
-	for _, m := range opMessages("receiveCommands") {
+	for _, m := range opMessages("#/operations/receiveCommands") {
 		s.commands[typeOf(m)] = m
 	}
-	for _, op := range []string{"receivePosts", "receiveChanges", "sendDeadLetters"} {
-		ch := lookup(t, doc, "#/operations/"+op+"/channel/$ref").(string)
-		addr := lookup(t, doc, ch+"/address").(string)
-		s.channels[addr] = opMessages(op)
+	// Every other operation is on a NATS channel.
+	for op := range lookup(t, doc, "#/operations").(map[string]any) {
+		if op == "sendFrames" || op == "receiveCommands" {
+			continue
+		}
+		at := "#/operations/" + op
+		ch := lookup(t, doc, at+"/channel/$ref").(string)
+		addr, ok := lookup(t, doc, ch+"/address").(string)
+		if !ok {
+			t.Fatalf("%s: operation %s is on %s, which has no address", asyncAPIPath, op, ch)
+		}
+		s.channels[addr] = append(s.channels[addr], opMessages(at)...)
+		if _, ok := resolve(doc, at+"/reply"); ok {
+			s.replies[addr] = append(s.replies[addr], opMessages(at+"/reply")...)
+		}
 	}
 	return s
 }
@@ -250,43 +267,59 @@ func sendRaw(t *testing.T, conn *websocket.Conn, cmd string) {
 // bus validates a NATS message against its channel's messages (by subject).
 func (s *asyncSpec) bus(t *testing.T, msg *nats.Msg) {
 	t.Helper()
+	for addr, msgs := range s.channels {
+		re := regexp.MustCompile("^" + regexp.MustCompile(`\\\{[A-Za-z]+\\\}`).ReplaceAllString(regexp.QuoteMeta(addr), `[^.]+`) + "$")
+		if re.MatchString(msg.Subject) {
+			s.validateBus(t, addr, msgs, msg)
+			return
+		}
+	}
+	t.Errorf("subject %s is not a channel of %s", msg.Subject, asyncAPIPath)
+}
+
+// reply validates a reply to a request published on the channel at addr.
+func (s *asyncSpec) reply(t *testing.T, addr string, msg *nats.Msg) {
+	t.Helper()
+	msgs := s.replies[addr]
+	if len(msgs) == 0 {
+		t.Fatalf("%s: no operation on %s has a reply", asyncAPIPath, addr)
+	}
+	s.validateBus(t, "the reply to "+addr, msgs, msg)
+}
+
+// validateBus checks msg against msgs (one must match, headers and payload) and records
+// the one that did as seen.
+func (s *asyncSpec) validateBus(t *testing.T, where string, msgs []*asyncMessage, msg *nats.Msg) {
+	t.Helper()
 	h := map[string]any{}
 	for k, v := range msg.Header {
 		h[k] = v[0]
 	}
-	for addr, msgs := range s.channels {
-		re := regexp.MustCompile("^" + regexp.MustCompile(`\\\{[A-Za-z]+\\\}`).ReplaceAllString(regexp.QuoteMeta(addr), `[^.]+`) + "$")
-		if !re.MatchString(msg.Subject) {
-			continue
-		}
-		var errs []string
-		for _, m := range msgs {
-			if m.headers != nil {
-				if err := m.headers.Validate(h); err != nil {
-					errs = append(errs, m.key+": headers: "+err.Error())
-					continue
-				}
+	var errs []string
+	for _, m := range msgs {
+		if m.headers != nil {
+			if err := m.headers.Validate(h); err != nil {
+				errs = append(errs, m.key+": headers: "+err.Error())
+				continue
 			}
-			if m.payload != nil {
-				v, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg.Data))
-				if err != nil {
-					errs = append(errs, m.key+": "+err.Error())
-					continue
-				}
-				if err := m.payload.Validate(v); err != nil {
-					errs = append(errs, m.key+": "+err.Error())
-					continue
-				}
-			}
-			s.mu.Lock()
-			s.seen[m.key] = true
-			s.mu.Unlock()
-			return
 		}
-		t.Errorf("%s %v %s matches none of %s's messages:\n%s", msg.Subject, msg.Header, msg.Data, addr, strings.Join(errs, "\n"))
+		if m.payload != nil {
+			v, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg.Data))
+			if err != nil {
+				errs = append(errs, m.key+": "+err.Error())
+				continue
+			}
+			if err := m.payload.Validate(v); err != nil {
+				errs = append(errs, m.key+": "+err.Error())
+				continue
+			}
+		}
+		s.mu.Lock()
+		s.seen[m.key] = true
+		s.mu.Unlock()
 		return
 	}
-	t.Errorf("subject %s is not a channel of %s", msg.Subject, asyncAPIPath)
+	t.Errorf("%s %v %s matches none of %s's messages:\n%s", msg.Subject, msg.Header, msg.Data, where, strings.Join(errs, "\n"))
 }
 
 // TestAsyncAPI validates real frames, commands and bus messages against docs/asyncapi.yaml.
@@ -300,7 +333,7 @@ func TestAsyncAPI(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	tap := make(chan *nats.Msg, 1024)
-	for _, subj := range []string{"chat.messages.>", "chat.deadletter"} {
+	for _, subj := range []string{"chat.messages.>", "chat.deadletter", "chat.presence.>", "chat.ops.>"} {
 		if _, err := nc.ChanSubscribe(subj, tap); err != nil {
 			t.Fatal(err)
 		}
@@ -372,6 +405,65 @@ func TestAsyncAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Presence (v1.3): Ann opts in at the upgrade, Bob with a subscribe command; Ann sees
+	// Bob join, type and leave.
+	ann := dialWS(t, sys.url, "?room=pres&presence=1&name=Ann").conn
+	as.expect(t, ann, "subscribed")
+	if f := as.expect(t, ann, "presence"); !hasMember(f, "Ann") {
+		t.Fatalf("presence frame %v", f)
+	}
+	bob := dialWS(t, sys.url, "").conn
+	as.send(t, bob, `{"type":"subscribe","room":"pres","presence":true,"name":"Bob"}`)
+	as.expect(t, bob, "subscribed")
+	as.expect(t, bob, "presence")
+	for f := as.expect(t, ann, "join"); !hasMember(f, "Bob"); f = as.expect(t, ann, "join") {
+	}
+	as.send(t, bob, `{"type":"typing","room":"pres"}`)
+	if f := as.expect(t, ann, "typing"); f["name"] != "Bob" {
+		t.Fatalf("typing frame %v", f)
+	}
+	bob.Close()
+	for f := as.expect(t, ann, "leave"); !hasMember(f, "Bob"); f = as.expect(t, ann, "leave") {
+	}
+	// A presence listener that starts asks the pushers for their full state (the real
+	// View the api and the pushers run).
+	ctx, cancel := context.WithCancel(context.Background())
+	view := presence.NewView(nc, presence.ViewConfig{Self: "asyncapi-test"})
+	viewDone := make(chan error, 1)
+	go func() { viewDone <- view.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-viewDone; err != nil {
+			t.Errorf("view: %v", err)
+		}
+	})
+
+	// Stats (v1.3): the admin page's request, and one of the test's: every node replies.
+	if status, b := adminDo(t, http.MethodGet, sys.url+"/admin/api/stats", ""); status != http.StatusOK {
+		t.Fatalf("stats: %d %s", status, b)
+	}
+	inbox := nc.NewInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &nats.Msg{Subject: ops.SubjectStats, Reply: inbox, Data: []byte(`{}`)}
+	as.bus(t, req)
+	if err := nc.PublishMsg(req); err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]bool{}
+	for len(services) < 3 {
+		m, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("stats replies from %v only: %v", services, err)
+		}
+		as.reply(t, ops.SubjectStats, m)
+		var st struct{ Service string }
+		mustJSON(t, m.Data, &st)
+		services[st.Service] = true
+	}
+
 	// With authentication on, a socket without a token authenticates with its first frame.
 	authCfg := testConfig(t)
 	authCfg.API.HS256Secret, authCfg.Pusher.HS256Secret = specSecret, specSecret
@@ -386,17 +478,20 @@ func TestAsyncAPI(t *testing.T) {
 	sendRaw(t, aconn, `{"type":"auth","token":"`+tok+`"}`)
 	as.expect(t, aconn, "error")
 
-	// Every bus message seen until the dead letter arrives matches the document (but the
-	// bytes published to be dead-lettered).
+	// Every bus message seen until the dead letter, the presence messages and the admin
+	// page's stats request arrived matches the document (but the bytes published to be
+	// dead-lettered).
 	deadline := time.After(15 * time.Second)
-	for !as.seen["deadLetter"] {
-		select {
-		case m := <-tap:
-			if string(m.Data) != "not json" || m.Subject == chat.DeadLetterSubject {
-				as.bus(t, m)
+	for _, key := range []string{"deadLetter", "presenceState", "presenceTyping", "presenceSync", "statsRequest"} {
+		for !as.seen[key] {
+			select {
+			case m := <-tap:
+				if string(m.Data) != "not json" || m.Subject == chat.DeadLetterSubject {
+					as.bus(t, m)
+				}
+			case <-deadline:
+				t.Fatalf("no %s within 15s", key)
 			}
-		case <-deadline:
-			t.Fatal("no dead letter within 15s")
 		}
 	}
 	for len(tap) > 0 {
@@ -414,4 +509,15 @@ func TestAsyncAPI(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("messages of %s never seen (add them to the test): %v", asyncAPIPath, missing)
 	}
+}
+
+// hasMember reports whether a presence, join or leave frame lists name.
+func hasMember(f map[string]any, name string) bool {
+	members, _ := f["members"].([]any)
+	for _, m := range members {
+		if m, _ := m.(map[string]any); m["name"] == name {
+			return true
+		}
+	}
+	return false
 }

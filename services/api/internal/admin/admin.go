@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/chatrt/chat/pkg/auth"
@@ -42,6 +43,8 @@ type Handler struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 	mux *http.ServeMux
+	// routes are the served routes as "METHOD /pattern" (Routes).
+	routes []string
 }
 
 // DefaultStatsWait is how long a stats request waits for the nodes' answers.
@@ -67,19 +70,31 @@ func New(o Options) (*Handler, error) {
 	}
 	h := &Handler{o: o, js: js, log: o.Log, mux: http.NewServeMux()}
 	page := pageHandler()
-	h.mux.Handle("/admin", only(http.MethodGet, page))
-	h.mux.Handle("/admin/{$}", only(http.MethodGet, page))
-	h.mux.Handle("/admin/admin.js", only(http.MethodGet, page))
-	h.mux.Handle("/admin/admin.css", only(http.MethodGet, page))
-	h.mux.Handle("/admin/api/stats", only(http.MethodGet, http.HandlerFunc(h.stats)))
-	h.mux.Handle("/admin/api/deadletters", only(http.MethodGet, http.HandlerFunc(h.listDeadLetters)))
-	h.mux.Handle("/admin/api/deadletters/{seq}", only(http.MethodDelete, http.HandlerFunc(h.discard)))
-	h.mux.Handle("/admin/api/deadletters/{seq}/requeue", only(http.MethodPost, http.HandlerFunc(h.requeue)))
+	for _, rt := range []struct {
+		method, pattern string
+		h               http.Handler
+	}{
+		{http.MethodGet, "/admin", page},
+		{http.MethodGet, "/admin/{$}", page},
+		{http.MethodGet, "/admin/admin.js", page},
+		{http.MethodGet, "/admin/admin.css", page},
+		{http.MethodGet, "/admin/api/stats", http.HandlerFunc(h.stats)},
+		{http.MethodGet, "/admin/api/deadletters", http.HandlerFunc(h.listDeadLetters)},
+		{http.MethodDelete, "/admin/api/deadletters/{seq}", http.HandlerFunc(h.discard)},
+		{http.MethodPost, "/admin/api/deadletters/{seq}/requeue", http.HandlerFunc(h.requeue)},
+	} {
+		h.mux.Handle(rt.pattern, only(rt.method, rt.h))
+		h.routes = append(h.routes, rt.method+" "+rt.pattern)
+	}
 	h.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
 	return h, nil
 }
+
+// Routes lists the routes h serves as "METHOD /pattern" (GET answers HEAD too), for the
+// api's route listing that docs/openapi.yaml is checked against.
+func (h *Handler) Routes() []string { return slices.Clone(h.routes) }
 
 // ServeHTTP checks access (access.go), then serves the route.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -26,12 +26,12 @@ import (
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/oklog/ulid/v2"
 )
 
 // Errors of Change. Decide's own errors are returned as they are.
 var (
-	// ErrNotFound: history has no such message (after waiting for a recent id).
+	// ErrNotFound: history has no such message, and the persister has stored everything
+	// the stream held when it was asked for.
 	ErrNotFound = errors.New("no such message")
 	// ErrContention: every attempt was beaten by another writer of the same message.
 	ErrContention = errors.New("too many concurrent changes to this message")
@@ -40,8 +40,8 @@ var (
 	// ErrUnavailable: NATS is disconnected or did not answer in time; nothing is known
 	// to be published. The client may retry.
 	ErrUnavailable = errors.New("message broker unavailable")
-	// ErrHistoryBehind: history lacks the message while the persister has messages of
-	// the stream still to store: it may be one of them. Try again later.
+	// ErrHistoryBehind: history lacks the message and the persister has not stored all
+	// the stream held within Options.Wait: it may be one of those. Try again later.
 	ErrHistoryBehind = errors.New("history is catching up with the stream")
 	// ErrHistoryUnavailable: MongoDB did not answer.
 	ErrHistoryUnavailable = errors.New("history unavailable")
@@ -66,10 +66,10 @@ type Options struct {
 	// Attempts is how many publishes a change tries when other writers come first.
 	// < 1 means 32.
 	Attempts int
-	// Recent and Wait: a message missing from history whose id is a ULID of the last
-	// Recent was probably just posted and not persisted yet; it is looked for again for
-	// up to Wait before ErrNotFound. <= 0 mean 10s and 2s.
-	Recent, Wait time.Duration
+	// Wait: a message missing from history while the persister has not stored all the
+	// stream held is looked for again until it has, for up to Wait (then
+	// ErrHistoryBehind). <= 0 means 2s.
+	Wait time.Duration
 }
 
 // Changer changes messages of the CHAT stream.
@@ -95,9 +95,6 @@ func New(ctx context.Context, nc *nats.Conn, h History, o Options) (*Changer, er
 	}
 	if o.Attempts < 1 {
 		o.Attempts = 32
-	}
-	if o.Recent <= 0 {
-		o.Recent = 10 * time.Second
 	}
 	if o.Wait <= 0 {
 		o.Wait = 2 * time.Second
@@ -217,10 +214,15 @@ func (c *Changer) watermark(ctx context.Context) (uint64, error) {
 	return floor, nil
 }
 
-// load reads the message from history. A recent ULID id that history lacks is looked for
-// again every 50ms for up to Wait: the persister may not have stored it yet.
+// load reads the message from history. A message history lacks may be one the persister
+// has not stored yet (its poster saw it acknowledged, so it is in the stream): load then
+// waits, for up to Wait, until the persister has stored everything the stream held when
+// the request came (its ack floor reaches the stream's last seq of then) and reads once
+// more. Still missing: ErrNotFound. The persister not there yet: ErrHistoryBehind.
 func (c *Changer) load(ctx context.Context, room, id string) (chat.Message, chat.State, error) {
+	var last uint64 // the stream's last seq when the message was first missed
 	var deadline time.Time
+	settled := false // the persister had stored through last before the read
 	for {
 		hctx, cancel := context.WithTimeout(ctx, c.o.HistoryTimeout)
 		m, st, err := c.history.Get(hctx, room, id)
@@ -232,50 +234,45 @@ func (c *Changer) load(ctx context.Context, room, id string) (chat.Message, chat
 			return chat.Message{}, chat.State{}, ctx.Err()
 		case !errors.Is(err, history.ErrNotFound):
 			return chat.Message{}, chat.State{}, fmt.Errorf("%w: %v", ErrHistoryUnavailable, err)
+		case settled:
+			return chat.Message{}, chat.State{}, ErrNotFound
 		}
-		now := time.Now()
 		if deadline.IsZero() {
-			if !c.recent(id, now) {
-				return chat.Message{}, chat.State{}, c.notFound(ctx)
+			info, err := c.stream.Info(ctx)
+			if err != nil {
+				return chat.Message{}, chat.State{}, unavailable(ctx, fmt.Errorf("stream %s: %w", chat.StreamName, err))
 			}
-			deadline = now.Add(c.o.Wait)
+			last, deadline = info.State.LastSeq, time.Now().Add(c.o.Wait)
 		}
-		if now.After(deadline) {
-			return chat.Message{}, chat.State{}, c.notFound(ctx)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return chat.Message{}, chat.State{}, err
+		for !settled {
+			floor, ok, err := c.storedThrough(ctx)
+			switch {
+			case err != nil:
+				return chat.Message{}, chat.State{}, err
+			case !ok || floor >= last:
+				settled = true // no persister at all, or it stored everything: read once more
+				continue
+			case time.Now().After(deadline):
+				return chat.Message{}, chat.State{}, ErrHistoryBehind
+			}
+			if err := sleep(ctx, 50*time.Millisecond); err != nil {
+				return chat.Message{}, chat.State{}, err
+			}
 		}
 	}
 }
 
-// notFound is the answer for a message history lacks: ErrNotFound when the persister
-// has stored everything the stream holds, else ErrHistoryBehind (the message may be
-// one of those not stored yet: a 404 then would deny a message its poster saw
-// acknowledged).
-func (c *Changer) notFound(ctx context.Context) error {
+// storedThrough returns the persister's ack floor: every message of the stream up to it
+// is stored. ok is false when there is no persister consumer (no persister ever ran).
+func (c *Changer) storedThrough(ctx context.Context) (floor uint64, ok bool, err error) {
 	cons, err := c.js.Consumer(ctx, chat.StreamName, chat.PersisterConsumer)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		return ErrNotFound // no persister ever ran: nothing to wait for
+		return 0, false, nil
 	case err != nil:
-		return unavailable(ctx, fmt.Errorf("consumer %s: %w", chat.PersisterConsumer, err))
+		return 0, false, unavailable(ctx, fmt.Errorf("consumer %s: %w", chat.PersisterConsumer, err))
 	}
-	if info := cons.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
-		return ErrHistoryBehind
-	}
-	return ErrNotFound
-}
-
-// recent reports whether id is a ULID of the last Recent (2s ahead allowed: another
-// replica's clock).
-func (c *Changer) recent(id string, now time.Time) bool {
-	u, err := ulid.ParseStrict(id)
-	if err != nil {
-		return false
-	}
-	age := now.Sub(ulid.Time(u.Time()))
-	return age > -2*time.Second && age < c.o.Recent
+	return cons.CachedInfo().AckFloor.Stream, true, nil
 }
 
 // fold applies to st the valid change events on subject with seq > after and returns the

@@ -270,47 +270,6 @@ func TestContention(t *testing.T) {
 	}
 }
 
-// TestRecentIDIsWaitedFor: a ULID of a moment ago that history lacks is looked for again
-// until the persister stores it; other ids are not found at once.
-func TestRecentIDIsWaitedFor(t *testing.T) {
-	e := newEnv(t, Options{Wait: 2 * time.Second})
-	m := e.post("general", "", false)
-	go func() {
-		time.Sleep(300 * time.Millisecond) // the persister's lag
-		e.persist(m)
-	}()
-	start := time.Now()
-	r, err := e.c.Change(ctx(t), "general", m.ID, "", edit("late"))
-	if err != nil || r.Message.Message != "late" || r.Seq == 0 {
-		t.Fatalf("recent message: %+v %v", r, err)
-	}
-	if d := time.Since(start); d < 250*time.Millisecond {
-		t.Fatalf("answered after %v, before the message was stored", d)
-	}
-
-	old := chat.NewID(time.Now().Add(-time.Minute))
-	for _, id := range []string{"not-a-ulid", old} {
-		start = time.Now()
-		if _, err := e.c.Change(ctx(t), "general", id, "", edit("x")); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("%s: %v, want ErrNotFound", id, err)
-		}
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("%s: not found only after %v", id, d)
-		}
-	}
-	start = time.Now()
-	if _, err := e.c.Change(ctx(t), "general", chat.NewID(time.Now()), "", edit("x")); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("recent unknown id: %v, want ErrNotFound", err)
-	}
-	if d := time.Since(start); d < 2*time.Second || d > 4*time.Second {
-		t.Fatalf("recent unknown id: not found after %v, want about 2s", d)
-	}
-	// The other room's message of the same id is not this one.
-	if _, err := e.c.Change(ctx(t), "other", m.ID, "", edit("x")); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("other room: %v", err)
-	}
-}
-
 func TestTooLarge(t *testing.T) {
 	e := newEnv(t, Options{})
 	m := e.post("general", "", true)
@@ -348,37 +307,87 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
-// TestUnknownWhileThePersisterIsBehind: a message history lacks is ErrHistoryBehind (a
-// 503: try again) while the persister's consumer has messages still to store, since it
-// may be one of them; ErrNotFound once the persister has stored everything.
-func TestUnknownWhileThePersisterIsBehind(t *testing.T) {
-	e := newEnv(t, Options{Wait: 100 * time.Millisecond})
-	cons, err := e.js.CreateOrUpdateConsumer(ctx(t), chat.StreamName, jetstream.ConsumerConfig{
+// persister creates the persister's durable consumer (as the persister does).
+func (e *env) persister() jetstream.Consumer {
+	e.t.Helper()
+	cons, err := e.js.CreateOrUpdateConsumer(ctx(e.t), chat.StreamName, jetstream.ConsumerConfig{
 		Durable: chat.PersisterConsumer, AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	m := e.post("general", "", false) // acknowledged, not stored: the persister is behind
-	for _, id := range []string{m.ID, "not-a-ulid"} {
+	return cons
+}
+
+// ackAll acks everything cons has pending (as the persister does once it stored it).
+func (e *env) ackAll(cons jetstream.Consumer) {
+	e.t.Helper()
+	for {
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			if err := msg.DoubleAck(ctx(e.t)); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// TestMissingMessagesWaitForThePersister: a message history lacks is looked for until the
+// persister has stored all the stream held when it was asked for: found then (stored
+// meanwhile), or ErrNotFound; ErrHistoryBehind if the persister does not get there
+// within Wait. Without a persister consumer, ErrNotFound at once.
+func TestMissingMessagesWaitForThePersister(t *testing.T) {
+	e := newEnv(t, Options{Wait: time.Second})
+	if _, err := e.c.Change(ctx(t), "general", "nope", "", edit("x")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no persister: %v, want ErrNotFound", err)
+	}
+	cons := e.persister()
+
+	// Acknowledged, stored 300ms later: found.
+	m := e.post("general", "", false)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // the persister's lag
+		e.persist(m)
+		e.ackAll(cons)
+	}()
+	start := time.Now()
+	r, err := e.c.Change(ctx(t), "general", m.ID, "", edit("late"))
+	if err != nil || r.Message.Message != "late" || r.Seq == 0 {
+		t.Fatalf("message stored late: %+v %v", r, err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("answered after %v, before the message was stored", d)
+	}
+	e.ackAll(cons) // the edit
+
+	// The persister is caught up: unknown ids (of any shape, also in another room) are
+	// not found, at once.
+	for _, tc := range []struct{ room, id string }{{"general", "not-a-ulid"}, {"general", chat.NewID(time.Now())}, {"other", m.ID}} {
+		start = time.Now()
+		if _, err := e.c.Change(ctx(t), tc.room, tc.id, "", edit("x")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s in %s: %v, want ErrNotFound", tc.id, tc.room, err)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("%s: not found only after %v", tc.id, d)
+		}
+	}
+
+	// The persister is behind and stays so: the message may be one it has not stored.
+	m2 := e.post("general", "", false)
+	for _, id := range []string{m2.ID, "not-a-ulid"} {
+		start = time.Now()
 		if _, err := e.c.Change(ctx(t), "general", id, "", edit("x")); !errors.Is(err, ErrHistoryBehind) {
 			t.Fatalf("%s while the persister is behind: %v, want ErrHistoryBehind", id, err)
 		}
-	}
-	// The persister stores it and acks.
-	e.persist(m)
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for msg := range batch.Messages() {
-		if err := msg.DoubleAck(ctx(t)); err != nil {
-			t.Fatal(err)
+		if d := time.Since(start); d < 900*time.Millisecond || d > 3*time.Second {
+			t.Fatalf("%s: behind after %v, want about Wait (1s)", id, d)
 		}
-	}
-	if _, err := e.c.Change(ctx(t), "general", "not-a-ulid", "", edit("x")); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown id, persister caught up: %v, want ErrNotFound", err)
-	}
-	if _, err := e.c.Change(ctx(t), "general", m.ID, "", edit("stored")); err != nil {
-		t.Fatalf("stored message: %v", err)
 	}
 }

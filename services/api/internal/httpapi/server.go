@@ -58,6 +58,13 @@ type History interface {
 	Ping(ctx context.Context) error
 }
 
+// Admin is the admin page's handler, mounted at /admin and /admin/...; Routes lists what
+// it serves ("METHOD /pattern"). *admin.Handler implements it.
+type Admin interface {
+	http.Handler
+	Routes() []string
+}
+
 // Options configure a Server.
 type Options struct {
 	Stream         Stream
@@ -73,7 +80,7 @@ type Options struct {
 	HistoryTimeout time.Duration // per history query; <= 0 means 5s
 	RetryAfter     time.Duration // Retry-After on 503; <= 0 means 2s
 	UI             http.Handler  // GET / and static files
-	Admin          http.Handler  // /admin and /admin/... (nil: 404)
+	Admin          Admin         // /admin and /admin/... (nil: 404)
 	// AllowedOrigins get CORS answers (scheme://host[:port] each, "*" any; see cors.go).
 	AllowedOrigins []string
 	Metrics        *prometheus.Registry
@@ -188,13 +195,17 @@ func (s *Server) routes() http.Handler {
 }
 
 // Routes lists the api's routes as "METHOD /pattern" (GET routes answer HEAD too; every
-// route answers a CORS preflight when origins are allowed), sorted.
+// route answers a CORS preflight when origins are allowed), the admin page's included,
+// sorted.
 func (s *Server) Routes() []string {
 	var out []string
 	for _, rt := range s.routeTable() {
 		for m := range rt.methods {
 			out = append(out, m+" "+rt.pattern)
 		}
+	}
+	if s.o.Admin != nil {
+		out = append(out, s.o.Admin.Routes()...)
 	}
 	slices.Sort(out)
 	return out

@@ -200,7 +200,10 @@ func (p *Persister) unstored(ctx context.Context, w *writes) []chat.Message {
 	if len(w.redelivered) == 0 {
 		return w.msgs
 	}
-	stored, err := p.w.Seqs(ctx, w.redelivered)
+	// A quarter of the write's time at most: the insert must not wait for this.
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout/4)
+	defer cancel()
+	stored, err := p.w.Seqs(sctx, w.redelivered)
 	if err != nil || len(stored) == 0 {
 		return w.msgs
 	}

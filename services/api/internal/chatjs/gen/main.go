@@ -7,13 +7,19 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/services/api/internal/chatjs"
 )
 
 func main() {
 	src := flag.String("src", "", "the ES module ("+chatjs.Source+")")
 	out := flag.String("out", "", "the script to write")
+	version := flag.Bool("version", false, "print the build and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().String("gen"))
+		return
+	}
 	if err := run(*src, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "chatjs:", err)
 		os.Exit(1)
