@@ -93,6 +93,12 @@ func (s *Subscription) attempt(ctx context.Context, u, tok string) (*websocket.C
 	}
 	q := pu.Query()
 	q.Set("room", s.room)
+	if s.o.presence {
+		q.Set("presence", "1")
+		if s.o.name != "" {
+			q.Set("name", s.o.name)
+		}
+	}
 	resumed := s.hasCur.Load()
 	since := s.cursor.Load()
 	if resumed {

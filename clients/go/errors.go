@@ -24,6 +24,8 @@ var (
 	ErrRejected = errors.New("chatclient: rejected by the server")
 	// ErrConnectionLost: the connection ended and MaxReconnects allowed no reconnection.
 	ErrConnectionLost = errors.New("chatclient: connection lost")
+	// ErrNotConnected: Subscription.Typing between connections or after the end.
+	ErrNotConnected = errors.New("chatclient: not connected")
 )
 
 // CloseError is a websocket close the server sent (or 1006 when the connection ended

@@ -11,6 +11,8 @@ type subOptions struct {
 	onFrame       func(Frame)
 	onSkipped     func(Frame)
 	onEvent       func(Event)
+	presence      bool
+	name          string
 }
 
 // Since starts after seq: every message (and change) of the room with a higher seq is
@@ -37,6 +39,13 @@ func OnSkipped(f func(Frame)) SubscribeOption { return func(o *subOptions) { o.o
 // subscription's goroutine (for the first connection, on the goroutine calling
 // Subscribe). Calling Stop from it ends the subscription instead of reconnecting.
 func OnEvent(f func(Event)) SubscribeOption { return func(o *subOptions) { o.onEvent = f } }
+
+// Presence opts the subscription in to the room's presence and typing frames (v1.3,
+// docs/contract.md; they come to OnFrame) under name ("": anonymous; with authentication
+// on the server uses the token's name instead).
+func Presence(name string) SubscribeOption {
+	return func(o *subOptions) { o.presence, o.name = true, name }
+}
 
 // EventKind says what happened to a subscription's connection.
 type EventKind int

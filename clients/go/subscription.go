@@ -2,6 +2,7 @@ package chatclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -49,6 +50,8 @@ type Subscription struct {
 	mu   sync.Mutex
 	conn *websocket.Conn // the connection being read, nil between connections
 	err  error           // why the subscription ended
+
+	wmu sync.Mutex // one writer of data frames at a time (Typing)
 }
 
 // Subscribe subscribes to room and calls handler with each message, once, in seq order,
@@ -160,6 +163,30 @@ func (s *Subscription) Drain() {
 		return
 	}
 	sendClose(conn)
+}
+
+// Typing tells the room's other subscribers that opted in to presence that this one is
+// typing ({"type":"typing","room"} on the current connection). The server forwards at
+// most one every 2 s per subscription and drops the rest; it forwards none of an
+// anonymous subscription. ErrNotConnected between connections.
+func (s *Subscription) Typing() error {
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	if conn == nil || s.isStopped() {
+		return ErrNotConnected
+	}
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Room string `json:"room"`
+	}{"typing", s.room})
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("chatclient: typing: %w", err)
+	}
+	return nil
 }
 
 func sendClose(conn *websocket.Conn) {

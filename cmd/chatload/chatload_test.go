@@ -116,8 +116,8 @@ func checkRun(t *testing.T, rep *report) {
 	if d.E2E.Count == 0 || d.E2E.Count != d.Window || p.Latency.Count == 0 {
 		t.Errorf("latencies: e2e %d (window deliveries %d), posts %d", d.E2E.Count, d.Window, p.Latency.Count)
 	}
-	if rep.Server.CPUSeconds <= 0 || rep.Server.RSSEnd <= 0 {
-		t.Errorf("server sample: cpu %.2f s, rss %d", rep.Server.CPUSeconds, rep.Server.RSSEnd)
+	if rep.Server.CPUSeconds <= 0 || rep.Server.RSSEnd <= 0 || rep.Server.WriteCalls == 0 {
+		t.Errorf("server sample: cpu %.2f s, rss %d, write calls %d", rep.Server.CPUSeconds, rep.Server.RSSEnd, rep.Server.WriteCalls)
 	}
 }
 
@@ -183,5 +183,48 @@ func TestHist(t *testing.T) {
 		if b := bucketOf(v); bucketHigh(b) < v || (b > 0 && bucketHigh(b-1) >= v) {
 			t.Fatalf("value %d in bucket %d [.., %d]", v, b, bucketHigh(b))
 		}
+	}
+}
+
+// TestPresenceLoad: with -presence, -typers and -churn every subscriber gets its presence
+// frame, the typers' notices reach the others, the churn connections' joins and leaves
+// come as join and leave frames, and the messages are still all delivered exactly once.
+func TestPresenceLoad(t *testing.T) {
+	base := startChat(t)
+	cfg := smokeConfig(t, base, 0)
+	cfg.Presence = presenceConfig{On: true, Typers: 4, TypingEvery: 2100 * time.Millisecond, Churn: 20, ChurnHold: 300 * time.Millisecond}
+	rep, err := run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRun(t, rep)
+	pr, ch := &rep.Presence, &rep.Churn
+	if pr.Frames.Presence != 20 || pr.Frames.Join == 0 || pr.Frames.Leave == 0 || pr.Frames.Typing == 0 {
+		t.Errorf("presence frames %+v: want 20 presence frames, joins, leaves and typing", pr.Frames)
+	}
+	// 4 typers over 2 s of publishing: each sends once (phases 0, 0.5, 1, 1.5 s of 2.1).
+	if pr.TypingSent < 4 || pr.TypingErrors != 0 {
+		t.Errorf("typing: %d sent, %d failed", pr.TypingSent, pr.TypingErrors)
+	}
+	// 10 connections a second for ~2 s.
+	if ch.Joined < 15 || ch.Failed != 0 {
+		t.Errorf("churn: %+v", ch)
+	}
+}
+
+func TestPresenceFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-typers", "2"},                  // typing needs names
+		{"-presence", "-churn", "-1"},     // negative
+		{"-presence", "-churn-hold", "0"}, // no hold
+		{"-presence", "-typing-every", "0"},
+	} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	cfg, err := parseFlags([]string{"-presence", "-typers", "50", "-churn", "100"})
+	if err != nil || !cfg.Presence.On || cfg.Presence.Typers != 50 || cfg.Presence.Churn != 100 || cfg.Presence.ChurnHold != time.Second {
+		t.Errorf("got %+v, %v", cfg.Presence, err)
 	}
 }

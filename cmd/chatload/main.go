@@ -28,29 +28,30 @@ import (
 
 // config is the run's configuration, from flags (and, in a child, from the parent).
 type config struct {
-	API            string        `json:"api"`
-	WS             []string      `json:"ws"`
-	Subs           int           `json:"subs"`
-	Rooms          int           `json:"rooms"`
-	RoomPrefix     string        `json:"room_prefix"`
-	Rate           float64       `json:"rate"`
-	Publishers     int           `json:"publishers"`
-	Duration       time.Duration `json:"duration"`
-	Warmup         time.Duration `json:"warmup"`
-	Drain          time.Duration `json:"drain"`
-	ConnectTimeout time.Duration `json:"connect_timeout"`
-	DialParallel   int           `json:"dial_parallel"`
-	Size           int           `json:"size"`
-	ServerPIDs     []int         `json:"server_pids"`
-	SrcIPs         []string      `json:"src_ips"`
-	Procs          int           `json:"procs"`
-	JSON           string        `json:"-"`
-	Version        bool          `json:"-"`
-	Idle           bool          `json:"idle"`
-	Settle         time.Duration `json:"settle"`
-	PersistSample  float64       `json:"persist_sample"`
-	Metrics        []string      `json:"metrics,omitempty"`
-	Soak           soakConfig    `json:"soak,omitzero"`
+	API            string         `json:"api"`
+	WS             []string       `json:"ws"`
+	Subs           int            `json:"subs"`
+	Rooms          int            `json:"rooms"`
+	RoomPrefix     string         `json:"room_prefix"`
+	Rate           float64        `json:"rate"`
+	Publishers     int            `json:"publishers"`
+	Duration       time.Duration  `json:"duration"`
+	Warmup         time.Duration  `json:"warmup"`
+	Drain          time.Duration  `json:"drain"`
+	ConnectTimeout time.Duration  `json:"connect_timeout"`
+	DialParallel   int            `json:"dial_parallel"`
+	Size           int            `json:"size"`
+	ServerPIDs     []int          `json:"server_pids"`
+	SrcIPs         []string       `json:"src_ips"`
+	Procs          int            `json:"procs"`
+	JSON           string         `json:"-"`
+	Version        bool           `json:"-"`
+	Idle           bool           `json:"idle"`
+	Settle         time.Duration  `json:"settle"`
+	PersistSample  float64        `json:"persist_sample"`
+	Metrics        []string       `json:"metrics,omitempty"`
+	Soak           soakConfig     `json:"soak,omitzero"`
+	Presence       presenceConfig `json:"presence,omitzero"`
 
 	// child only: this process holds the subscribers with global index in [SubFrom, SubTo).
 	SubFrom int `json:"sub_from"`
@@ -145,6 +146,11 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "-idle: wait this long after connecting before reading RSS")
 	fs.Float64Var(&cfg.PersistSample, "persist-sample", 0, "acknowledged posts per second whose arrival in history (GET after=seq-1, every 20 ms, at most 4 in flight) is polled to measure persister lag (0: off); on FerretDB the polls are expensive and distort the result: prefer -metrics")
 	fs.StringVar(&metrics, "metrics", "", "Prometheus endpoint(s) of the persister(s), comma-separated (e.g. http://127.0.0.1:8080/metrics on the all-in-one, :8082/metrics for a persister): persister lag (chat_persister_lag_seconds) of the messages stored from the window's start to the end of the drain, and the consumer's pending count sampled every 250 ms")
+	fs.BoolVar(&cfg.Presence.On, "presence", false, "subscribers opt in to presence and typing (?presence=1), each under its own name s<index>")
+	fs.IntVar(&cfg.Presence.Typers, "typers", 0, "with -presence: the first N subscribers send a typing frame every -typing-every while posts go out")
+	fs.DurationVar(&cfg.Presence.TypingEvery, "typing-every", 2100*time.Millisecond, "interval of each typer's typing frames (the server forwards at most one per 2 s)")
+	fs.Float64Var(&cfg.Presence.Churn, "churn", 0, "presence changes per second while posts go out: churn/2 connections a second subscribe under a name of their own (opted in with -presence), stay -churn-hold and close")
+	fs.DurationVar(&cfg.Presence.ChurnHold, "churn-hold", time.Second, "how long each -churn connection stays subscribed")
 	fs.BoolVar(&cfg.Version, "version", false, "print the build (version, commit, commit time) and exit")
 	cfg.Soak.flags(fs, &soakSizes, &soakMetrics)
 	if err := fs.Parse(args); err != nil {
@@ -172,6 +178,11 @@ func (c *config) validate() error {
 		return errors.New("-ws: need at least one URL")
 	case c.Procs > c.Subs && c.Subs > 0:
 		return errors.New("-procs: more processes than subscribers")
+	case (c.Presence.Churn > 0 || c.Presence.On) && len(c.WS) == 0:
+		return errors.New("-presence, -churn: need a -ws URL")
+	}
+	if err := c.Presence.validate(); err != nil {
+		return err
 	}
 	targets := append(append(append([]string{c.API}, c.WS...), c.Metrics...), c.Soak.Metrics...)
 	for _, u := range targets {

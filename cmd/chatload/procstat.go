@@ -16,6 +16,9 @@ type procSample struct {
 	CPUSeconds float64 `json:"cpu_seconds"` // utime + stime
 	SysSeconds float64 `json:"sys_seconds"` // stime (kernel)
 	RSSBytes   int64   `json:"rss_bytes"`
+	// WriteCalls is syscw from /proc/<pid>/io: the process's write system calls (0 when
+	// the file cannot be read).
+	WriteCalls uint64 `json:"write_calls"`
 }
 
 // readProc reads /proc/<pid>/stat (utime, stime) and /proc/<pid>/status (VmRSS).
@@ -58,7 +61,23 @@ func readProc(pid int) (procSample, error) {
 			s.RSSBytes = kb << 10
 		}
 	}
+	s.WriteCalls = readSyscw(dir)
 	return s, nil
+}
+
+// readSyscw reads syscw from dir/io; 0 if it cannot.
+func readSyscw(dir string) uint64 {
+	io, err := os.ReadFile(dir + "/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(io), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // readProcs sums the samples of pids.
@@ -72,6 +91,7 @@ func readProcs(pids []int) (procSample, error) {
 		sum.CPUSeconds += s.CPUSeconds
 		sum.SysSeconds += s.SysSeconds
 		sum.RSSBytes += s.RSSBytes
+		sum.WriteCalls += s.WriteCalls
 	}
 	return sum, nil
 }

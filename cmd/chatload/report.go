@@ -51,6 +51,15 @@ type report struct {
 		E2E           latencySummary `json:"e2e"`
 	} `json:"deliveries"`
 
+	// Presence: what the subscribers got and sent of presence and typing (-presence,
+	// -typers); Churn: the joining and leaving connections (-churn).
+	Presence struct {
+		Frames       frameCounts `json:"frames"`
+		TypingSent   uint64      `json:"typing_sent"`
+		TypingErrors uint64      `json:"typing_errors"`
+	} `json:"presence"`
+	Churn churnResult `json:"churn"`
+
 	Server struct {
 		PIDs               []int   `json:"pids"`
 		CPUSeconds         float64 `json:"cpu_seconds"` // over the window
@@ -58,6 +67,7 @@ type report struct {
 		CPUUtilization     float64 `json:"cpu_utilization"`
 		CPUPerMillion      float64 `json:"cpu_seconds_per_million_deliveries"`
 		CPUPerThousandPost float64 `json:"cpu_seconds_per_thousand_posts"`
+		WriteCalls         uint64  `json:"write_calls"` // write system calls in the window (syscw)
 		RSSBefore          int64   `json:"rss_before_bytes"`
 		RSSConnected       int64   `json:"rss_connected_bytes"`
 		RSSEnd             int64   `json:"rss_end_bytes"`
@@ -93,6 +103,7 @@ func (r *report) finish(cfg *config, s subResult, p pubResult) {
 	d.Lost, d.Duplicates, d.OutOfOrder, d.Disconnected, d.CloseCodes = s.Lost, s.Duplicates, s.OutOfOrder, s.Disconnected, s.CloseCodes
 	d.ErrorFrames, d.BadFrames, d.E2E = s.ErrorFrames, s.BadFrames, s.E2E.summary()
 	r.Tool.ChildrenCPUSeconds = s.CPUSeconds
+	r.Presence.Frames, r.Presence.TypingSent, r.Presence.TypingErrors = s.PresenceFrames, s.TypingSent, s.TypingErrors
 
 	sv := &r.Server
 	if len(cfg.ServerPIDs) > 0 {
@@ -168,6 +179,16 @@ func (r *report) writeSummary(w io.Writer) {
 		fmt.Fprintf(w, "  correctness   lost %d, duplicated %d, out of order %d, disconnected %d %v, error frames %d, unparsable %d\n",
 			d.Lost, d.Duplicates, d.OutOfOrder, d.Disconnected, d.CloseCodes, d.ErrorFrames, d.BadFrames)
 	}
+	if pc := &c.Presence; pc.On || pc.Churn > 0 {
+		pr := &r.Presence
+		fmt.Fprintf(w, "  presence      opted in %v, %d typers sent %d typing frames (%d failed); %d churn connections joined and left (%d failed",
+			pc.On, pc.Typers, pr.TypingSent, pr.TypingErrors, r.Churn.Joined, r.Churn.Failed)
+		if r.Churn.FirstError != "" {
+			fmt.Fprintf(w, ": %s", r.Churn.FirstError)
+		}
+		fmt.Fprintf(w, "); subscribers got %d presence, %d join, %d leave, %d typing frames\n",
+			pr.Frames.Presence, pr.Frames.Join, pr.Frames.Leave, pr.Frames.Typing)
+	}
 	if s := &r.Server; len(s.PIDs) > 0 {
 		fmt.Fprintf(w, "  server %v  cpu %.2f s in window (%.0f%% of a core, %.0f%% of it in the kernel)", s.PIDs, s.CPUSeconds, 100*s.CPUUtilization, 100*s.SysSeconds/max(s.CPUSeconds, 1e-9))
 		if s.CPUPerMillion > 0 {
@@ -175,6 +196,9 @@ func (r *report) writeSummary(w io.Writer) {
 		}
 		if s.CPUPerThousandPost > 0 {
 			fmt.Fprintf(w, ", %.3f cpu-s per thousand posts", s.CPUPerThousandPost)
+		}
+		if s.WriteCalls > 0 {
+			fmt.Fprintf(w, "; %d write calls (%.2f deliveries per write)", s.WriteCalls, float64(r.Deliveries.Window)/float64(s.WriteCalls))
 		}
 		fmt.Fprintf(w, "\n  server rss    before %.1f MiB, connected %.1f MiB, end %.1f MiB; %.0f bytes (%.2f KiB) per connection\n",
 			mib(s.RSSBefore), mib(s.RSSConnected), mib(s.RSSEnd), s.RSSPerConn, s.RSSPerConn/1024)

@@ -85,6 +85,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		sleepCtx(ctx, time.Until(to))
 		s1, t1 := sample(), selfCPU()
 		srv.CPUSeconds, srv.SysSeconds, srv.RSSEnd = s1.CPUSeconds-s0.CPUSeconds, s1.SysSeconds-s0.SysSeconds, s1.RSSBytes
+		srv.WriteCalls = s1.WriteCalls - s0.WriteCalls
 		rep.Tool.CPUSecondsWindow = t1 - t0
 	}()
 	var mw *metricsWatch
@@ -98,8 +99,11 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	} else {
 		close(watched)
 	}
+	churned := make(chan churnResult, 1)
+	go func() { churned <- churn(ctx, &cfg, start, to) }()
 	pub.run(ctx, start, from.UnixNano(), to.UnixNano())
 	pubEnd := time.Now()
+	rep.Churn = <-churned
 	<-sampled
 	<-watched
 	if h != nil {

@@ -45,6 +45,11 @@ type subGroup struct {
 	inWindow             atomic.Uint64
 	errFrames            atomic.Uint64
 	badFrames            atomic.Uint64
+	presenceFrames       atomicFrameCounts
+	typingSent           atomic.Uint64
+	typingErrors         atomic.Uint64
+	typingStop           context.CancelFunc // ends the typers early (finish)
+	typingDone           chan struct{}      // closed when the typers are done
 }
 
 func newSubGroup(cfg *config) *subGroup {
@@ -53,9 +58,19 @@ func newSubGroup(cfg *config) *subGroup {
 	return g
 }
 
+// setWindow sets the measured window (unix ns) and starts the typers, who type until its
+// end.
 func (g *subGroup) setWindow(from, to int64) {
 	g.windowTo.Store(to)
 	g.windowFrom.Store(from)
+	if g.cfg.Presence.Typers > 0 && g.typingDone == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.typingStop, g.typingDone = cancel, make(chan struct{})
+		go func() {
+			defer close(g.typingDone)
+			g.typing(ctx, to)
+		}()
+	}
 }
 
 // connect dials and subscribes every subscriber of [cfg.SubFrom, cfg.SubTo), at most
@@ -138,9 +153,9 @@ func (g *subGroup) dial(ctx context.Context, d *net.Dialer, i int) (*subscriber,
 	}
 	frame := func(data []byte) { g.frame(s, data, time.Now().UnixNano()) }
 	s.sub, err = c.Subscribe(actx, roomName(g.cfg, room), func(m chatclient.Msg) { frame(m.Raw) },
-		chatclient.MaxReconnects(0), chatclient.OnEvent(event),
-		chatclient.OnFrame(func(f chatclient.Frame) { frame(f.Data) }),
-		chatclient.OnSkipped(func(f chatclient.Frame) { frame(f.Data) }))
+		append(g.cfg.Presence.subscribeOpts(i), chatclient.MaxReconnects(0), chatclient.OnEvent(event),
+			chatclient.OnFrame(func(f chatclient.Frame) { frame(f.Data) }),
+			chatclient.OnSkipped(func(f chatclient.Frame) { frame(f.Data) }))...)
 	if err != nil {
 		if attemptErr != nil {
 			err = attemptErr
@@ -160,6 +175,8 @@ func (g *subGroup) frame(s *subscriber, data []byte, now int64) {
 	if !bytes.HasPrefix(data, msgPrefix) {
 		if bytes.HasPrefix(data, []byte(`{"type":"error"`)) {
 			g.errFrames.Add(1)
+		} else {
+			g.presenceFrames.count(data)
 		}
 		return
 	}
@@ -254,6 +271,10 @@ func (g *subGroup) finish(want expected, drain time.Duration) subResult {
 	for room := range want {
 		wantN[room] = want.count(room)
 	}
+	if g.typingDone != nil {
+		g.typingStop()
+		<-g.typingDone
+	}
 	deadline := time.Now().Add(drain)
 	for {
 		complete := true
@@ -298,6 +319,8 @@ func (g *subGroup) finish(want expected, drain time.Duration) subResult {
 	res.ErrorFrames = g.errFrames.Load()
 	res.BadFrames = g.badFrames.Load()
 	res.E2E = g.e2e.snapshot()
+	res.PresenceFrames = g.presenceFrames.snapshot()
+	res.TypingSent, res.TypingErrors = g.typingSent.Load(), g.typingErrors.Load()
 	return res
 }
 
@@ -318,6 +341,9 @@ type subResult struct {
 	ErrorFrames      uint64         `json:"error_frames"`
 	BadFrames        uint64         `json:"bad_frames"`
 	E2E              hist           `json:"e2e"`
+	PresenceFrames   frameCounts    `json:"presence_frames"`
+	TypingSent       uint64         `json:"typing_sent"`
+	TypingErrors     uint64         `json:"typing_errors"`
 	CPUSeconds       float64        `json:"cpu_seconds"` // of the process(es) holding them
 }
 
@@ -344,5 +370,8 @@ func (r *subResult) merge(o subResult) {
 	r.ErrorFrames += o.ErrorFrames
 	r.BadFrames += o.BadFrames
 	r.E2E.merge(o.E2E)
+	r.PresenceFrames.add(o.PresenceFrames)
+	r.TypingSent += o.TypingSent
+	r.TypingErrors += o.TypingErrors
 	r.CPUSeconds += o.CPUSeconds
 }

@@ -175,13 +175,25 @@ func (h *Hub) Fanout(m *chat.Message) {
 	inline := 0
 	r, _ := h.lockRoom(m.Room, now, false) // never refused to a publish
 	h.used.Add(r.add(f, h.cfg.Window))
+	r.lastFanout = now
+	rd, both := r.takeRide(f)
 	for _, s := range r.subs {
 		if s.live && f.seq > s.lastSent {
 			s.lastSent = f.seq
-			if s.c.deliver(f, now, direct) {
+			var written bool
+			if rd.has(s.c) {
+				written = s.c.deliverWith(f, both, rd, now, direct)
+				delete(rd.to, s.c)
+			} else {
+				written = s.c.deliver(f, now, direct)
+			}
+			if written {
 				inline++
 			}
 		}
+	}
+	if rd != nil && rd.keep {
+		rd.sendEach(now) // those whose subscription did not get f (replaying) get them queued
 	}
 	r.mu.Unlock()
 	if inline > 0 {

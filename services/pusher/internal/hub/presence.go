@@ -56,6 +56,9 @@ func (h *Hub) Typing(c *Client, room string, now time.Time) error {
 	return nil
 }
 
+// Hub is the hub c belongs to.
+func (c *Client) Hub() *Hub { return c.hub }
+
 // Offer queues frames for c only if nothing is waiting to be written to it (its queue is
 // empty and no batch is being written), else drops them and returns false: frames that
 // are worth something only now (typing notices) are never queued behind others. A quiet

@@ -63,6 +63,9 @@ type room struct {
 	added uint64 // frames added since the room was created (RoomStats)
 	dead  bool   // evicted: no longer in Hub.rooms; whoever finds it so looks the room up again
 
+	lastFanout time.Time // when the last message went out to the subscribers
+	ride       *ride     // frames waiting to go out with the next message (OfferRoom)
+
 	// guarded by Hub.mu: the hub's least recently used list (budget.go)
 	prev, next *room
 	touched    time.Time // last publish or subscribe

@@ -145,9 +145,15 @@ func (r *room) emitLocked(now time.Time) {
 	}
 	r.lastEmit = now
 	r.shown, r.shownFrame = cur, nil
+	// The frames ride with the room's next message when messages flow (hub.EnqueueRoom):
+	// no write, and no writer to wake, of their own per watcher.
+	var h *hub.Hub
+	to := make(map[*hub.Client]struct{}, len(r.watchers))
 	for w := range r.watchers {
-		w.Enqueue(frames...)
+		h = w.Hub()
+		to[w] = struct{}{}
 	}
+	h.EnqueueRoom(r.name, frames, to, now)
 }
 
 func sortMembers(m []cluster.Member) []cluster.Member {
@@ -168,10 +174,11 @@ func (r *room) addTyping(name string, from *hub.Client) {
 }
 
 // flushTyping offers the batch's typing frames to each watcher (one per name, none of
-// its own), dropped for a watcher with anything queued.
+// its own), dropped for a watcher with anything queued. Watchers that sent none of the
+// notices get the same frames through hub.OfferRoom: with the room's next message when
+// messages are flowing (no write of their own), else at once.
 func (r *room) flushTyping() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	notices := r.typing
 	r.typing, r.typingTimer = nil, nil
 	var names []string
@@ -196,18 +203,27 @@ func (r *room) flushTyping() {
 		all[i] = frames[name]
 	}
 	now := time.Now()
+	var h *hub.Hub
+	to := make(map[*hub.Client]struct{}, len(r.watchers))
 	for w := range r.watchers {
-		out := all
-		if own := senders[w]; own != nil {
-			out = nil
-			for _, name := range names {
-				if count[name] > own[name] {
-					out = append(out, frames[name])
-				}
+		h = w.Hub()
+		own := senders[w]
+		if own == nil {
+			to[w] = struct{}{}
+			continue
+		}
+		var out [][]byte
+		for _, name := range names {
+			if count[name] > own[name] {
+				out = append(out, frames[name])
 			}
 		}
 		if len(out) > 0 {
 			w.Offer(out, now)
 		}
+	}
+	r.mu.Unlock()
+	if h != nil && len(all) > 0 {
+		h.OfferRoom(r.name, all, to, now)
 	}
 }

@@ -317,6 +317,7 @@ func (t *Tracker) Join(room string, c *hub.Client, m hub.Member) {
 		r.changedLocked(now) // the others may learn of c now; c's frame shows what they know
 	}
 	r.watchers[c] = struct{}{}
+	c.Hub().FlushRoom(room) // the join and leave frames the others are owed go before c's presence
 	c.Enqueue(r.presenceFrame())
 }
 
