@@ -362,6 +362,15 @@ func TestConcurrentReactionsKeepEveryOne(t *testing.T) {
 // is not in history yet waits for the persister instead of answering 404.
 func TestChangeWaitsForAJustPostedMessage(t *testing.T) {
 	e := newEnv(t, nil)
+	// The persister's consumer: the api waits until it has stored what the stream holds.
+	_, js := e.nats.Connect(t)
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	cons, err := js.CreateOrUpdateConsumer(cctx, chat.StreamName, jetstream.ConsumerConfig{
+		Durable: chat.PersisterConsumer, AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp, body := e.postJSON("/rooms/general/messages", `{"name":"Ann","message":"fresh"}`)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("post: %d %s", resp.StatusCode, body)
@@ -372,6 +381,17 @@ func TestChangeWaitsForAJustPostedMessage(t *testing.T) {
 		defer close(stored)
 		time.Sleep(400 * time.Millisecond)
 		e.persist(m.Seq)
+		// ...and acks it, as the persister does once it is stored.
+		batch, err := cons.FetchNoWait(10)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for msg := range batch.Messages() {
+			if err := msg.DoubleAck(cctx); err != nil {
+				t.Error(err)
+			}
+		}
 	}()
 	start := time.Now()
 	resp, body = e.do("PATCH", msgPath(m), `{"message":"fresher"}`, "Content-Type", "application/json", "Edit-Key", m.EditKey)
