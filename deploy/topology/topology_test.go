@@ -146,6 +146,7 @@ func TestScaledTopology(t *testing.T) {
 		run  func(*testing.T, *env)
 	}{
 		{"admin sees every node", adminSeesEveryNode},
+		{"admin page in a browser: nodes, requeue", adminPageInBrowser},
 		{"pusher kill", pusherKill},
 		{"presence across pushers, pusher kill", presenceAcrossPushers},
 		{"persister kill", persisterKill},
