@@ -1,6 +1,7 @@
-// Package chattest holds test helpers shared by the services' tests: embedded NATS and
-// FerretDB servers on random ports in temporary directories, which tests may stop and
-// restart (same port, same data) to inject outages, and condition waits with deadlines.
+// Package chattest holds test helpers shared by the services' tests: an embedded NATS
+// server and a FerretDB child process on random ports in temporary directories, which
+// tests may stop and restart (same port, same data) to inject outages, and condition
+// waits with deadlines.
 package chattest
 
 import (
@@ -13,11 +14,9 @@ import (
 
 	"github.com/chatrt/chat/harness/embedded"
 	"github.com/chatrt/chat/pkg/chat"
-	"github.com/chatrt/chat/pkg/history"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // NATS is an embedded NATS server owned by a test.
@@ -92,68 +91,6 @@ func (n *NATS) EnsureStreams(t testing.TB, js jetstream.JetStream) jetstream.Str
 		t.Fatal(err)
 	}
 	return s
-}
-
-// Mongo is an embedded FerretDB owned by a test.
-type Mongo struct {
-	t    testing.TB
-	dir  string
-	addr string
-	f    *embedded.Ferret
-}
-
-// StartMongo starts FerretDB on SQLite; it is stopped when the test ends.
-func StartMongo(t testing.TB) *Mongo {
-	t.Helper()
-	m := &Mongo{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
-	m.Start()
-	m.addr = m.f.Addr()
-	t.Cleanup(m.Stop)
-	return m
-}
-
-// URI is the mongodb:// URI (stable across restarts).
-func (m *Mongo) URI() string { return "mongodb://" + m.addr + "/" }
-
-// Stop stops the server (no-op when stopped).
-func (m *Mongo) Stop() {
-	if m.f == nil {
-		return
-	}
-	m.f.Stop()
-	m.f = nil
-}
-
-// Start (re)starts the server on the same address with the same data.
-func (m *Mongo) Start() {
-	m.t.Helper()
-	if m.f != nil {
-		return
-	}
-	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		// Right after a stop the port may still be held briefly.
-		m.f, err = embedded.StartFerret(embedded.FerretOptions{Addr: m.addr, Dir: m.dir})
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		m.t.Fatalf("start ferretdb: %v", err)
-	}
-}
-
-// Connect returns a mongo client that is disconnected when the test ends.
-func (m *Mongo) Connect(t testing.TB) *mongo.Client {
-	t.Helper()
-	c, err := history.Connect(context.Background(), m.URI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
-	return c
 }
 
 // Eventually polls cond every 10ms until it holds or timeout passes, then fails the test.
