@@ -277,6 +277,12 @@ func TestCommandsAndBadInput(t *testing.T) {
 		t.Fatalf("got %+v", f)
 	}
 	c.send(`{"type":"unsubscribe","room":"a"}`)
+	// Commands are handled in order: the answer to the next one means the unsubscribe is
+	// done (a message of a published before that could still come, and would be fine).
+	c.send(`{"type":"unsubscribe","room":"zzz"}`)
+	if f := c.next(); f.Type != "error" || !strings.Contains(f.Error, "not subscribed") {
+		t.Fatalf("got %+v", f)
+	}
 	msgs := e.publish("a", 1)
 	bm := e.publish("b", 1)
 	c.expect(bm) // nothing from a after the unsubscribe

@@ -211,7 +211,9 @@ func TestEvictionMovesHorizon(t *testing.T) {
 	f.Fanout(msg("r", ids[1], 6))
 	f.Fanout(msg("r", "end", 7))
 	got := waitFor(t, rec, 6)
-	if got[5] != "r:7" || st.calls() != 1 {
+	// One call, or two when the check of 6 went out before 7 (not a ULID: asked too)
+	// arrived: either way the store decided.
+	if got[5] != "r:7" || st.calls() < 1 || st.calls() > 2 {
 		t.Fatalf("delivered %v with %d store calls, want the copy at 6 dropped by the store", got, st.calls())
 	}
 }
