@@ -2,7 +2,7 @@
 # `go test ./...` does not work at a go.work root, so the tests name every module.
 MODULES := $(shell go list -f '{{.Dir}}' -m)
 
-.PHONY: run test test-js chatjs vet build fuzz check-binaries cross
+.PHONY: run test test-js chatjs vet build fuzz check-binaries cross bench
 
 run:
 	go run ./cmd/chat
@@ -84,3 +84,8 @@ cross:
 		done; \
 	done; \
 	if [ -n "$$failed" ]; then echo "cross: build failed for$$failed"; exit 1; fi
+
+# The issue-14 table: every row against a fresh all-in-one (GOMAXPROCS=1 on core 0, the
+# load tool on core 1), printed with the commit and the load average. ROWS=... for some.
+bench:
+	bench/allinone.sh $(ROWS)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/chatrt/chat/harness/embedded"
 	"github.com/chatrt/chat/pkg/buildinfo"
+	"github.com/chatrt/chat/pkg/diag"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	apiapp "github.com/chatrt/chat/services/api/app"
@@ -51,6 +52,9 @@ type Config struct {
 	EmbeddedMongoAddr string        `envconfig:"EMBEDDED_MONGO_ADDR" default:"127.0.0.1:27017"`
 	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 
+	// Diag is CHAT_LOG_LEVEL and CHAT_DEBUG_ADDR: one level and one pprof endpoint for
+	// the whole process.
+	Diag      diag.Config         `ignored:"true"`
 	API       apiapp.Config       `ignored:"true"`
 	Persister persisterapp.Config `ignored:"true"`
 	Pusher    pusherapp.Config    `ignored:"true"`
@@ -66,9 +70,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// No service key here: each app's records carry its own (service=api, ...); the
 	// process's own records say service=chat.
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	code := 0
-	if cfg, err := loadConfig(); err != nil {
+	cfg, err := loadConfig()
+	log := diag.NewLogger(os.Stderr, cfg.Diag)
+	if err != nil {
 		log.Error("config", "service", "chat", "error", err)
 		code = 2
 	} else if err := run(ctx, cfg, log); err != nil {
@@ -81,12 +86,11 @@ func main() {
 
 func loadConfig() (Config, error) {
 	var cfg Config
-	for _, c := range []any{&cfg, &cfg.API, &cfg.Persister, &cfg.Pusher} {
-		if err := envconfig.Process("chat", c); err != nil {
-			return Config{}, err
-		}
+	var errs []error
+	for _, c := range []any{&cfg, &cfg.Diag, &cfg.API, &cfg.Persister, &cfg.Pusher} {
+		errs = append(errs, envconfig.Process("chat", c))
 	}
-	return cfg, nil
+	return cfg, errors.Join(errs...)
 }
 
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -104,6 +108,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 	defer ln.Close()
 	appLog := log
 	log = log.With("service", "chat")
+	dbg, err := diag.Listen(cfg.Diag, log) // first: a refused address stops the start at once
+	if err != nil {
+		return err
+	}
 	natsURL, mongoURI := cfg.NATSURL, cfg.MongoURI
 	if natsURL == "" {
 		host, port, err := splitAddr(cfg.EmbeddedNATSAddr)
@@ -177,6 +185,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dbg.Run(gctx) })
 	// The persister drains only after the api finished its in-flight posts, so what the
 	// api acknowledged last is stored before the process exits.
 	apiDone := make(chan struct{})

@@ -98,7 +98,7 @@ func StartFerret(o FerretOptions) (*Ferret, error) {
 		Listener:  ferretdb.ListenerConfig{TCP: o.Addr},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + dir + "/",
-		Logger:    o.Logger,
+		Logger:    slog.New(&lazyHandler{inner: o.Logger.Handler()}),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start ferretdb on %s: %w", o.Addr, err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/buildinfo"
+	"github.com/chatrt/chat/pkg/diag"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/api/app"
@@ -35,13 +36,15 @@ func main() {
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "api")
 	code := 0
 	var cfg app.Config
-	if err := envconfig.Process("chat", &cfg); err != nil {
+	var dcfg diag.Config
+	err := errors.Join(envconfig.Process("chat", &cfg), envconfig.Process("chat", &dcfg))
+	log := diag.NewLogger(os.Stderr, dcfg).With("service", "api")
+	if err != nil {
 		log.Error("config", "error", err)
 		code = 2
-	} else if err := run(ctx, cfg, log); err != nil {
+	} else if err := run(ctx, cfg, dcfg, log); err != nil {
 		log.Error("run", "error", err)
 		code = 1
 	}
@@ -49,15 +52,22 @@ func main() {
 	os.Exit(code)
 }
 
-// run connects NATS and MongoDB, serves the api on cfg.HTTPAddr until ctx is done, then
-// shuts down in order: readiness false and posts drained, HTTP server shut down, NATS
-// drained, MongoDB disconnected.
-func run(ctx context.Context, cfg app.Config, log *slog.Logger) error {
+// run connects NATS and MongoDB, serves the api on cfg.HTTPAddr (and pprof on
+// dcfg.DebugAddr, if set) until ctx is done, then shuts down in order: readiness false
+// and posts drained, HTTP server shut down, NATS drained, MongoDB disconnected.
+func run(ctx context.Context, cfg app.Config, dcfg diag.Config, log *slog.Logger) error {
+	dbg, err := diag.Listen(dcfg, log)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	return serve(ctx, cfg, log, ln)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dbg.Run(gctx) })
+	g.Go(func() error { return serve(gctx, cfg, log, ln) })
+	return g.Wait()
 }
 
 // serve is run on an open listener (tests use port 0). It closes ln.

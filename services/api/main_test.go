@@ -15,6 +15,7 @@ import (
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/diag"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/api/app"
 )
@@ -94,5 +95,14 @@ func checkBuildInfo(t *testing.T, base, service string) {
 	if err := json.NewDecoder(res.Body).Decode(&h); err != nil || res.StatusCode != http.StatusOK ||
 		h["status"] != "ok" || h["version"] != bi.Version || h["commit"] != bi.Commit() || bi.Version == "" {
 		t.Errorf("/healthz %d %v (%v), want status ok, version %q, commit %q", res.StatusCode, h, err, bi.Version, bi.Commit())
+	}
+}
+
+// TestRunRefusesRemoteDebugAddr: a profiling endpoint reachable from other machines must
+// be asked for explicitly; run fails before connecting anything.
+func TestRunRefusesRemoteDebugAddr(t *testing.T) {
+	err := run(context.Background(), app.Config{}, diag.Config{DebugAddr: ":0"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "CHAT_DEBUG_ALLOW_REMOTE") {
+		t.Fatalf("run with CHAT_DEBUG_ADDR=:0: %v", err)
 	}
 }

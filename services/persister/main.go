@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/buildinfo"
+	"github.com/chatrt/chat/pkg/diag"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/app"
@@ -34,13 +35,15 @@ func main() {
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "persister")
 	code := 0
 	var cfg app.Config
-	if err := envconfig.Process("chat", &cfg); err != nil {
+	var dcfg diag.Config
+	err := errors.Join(envconfig.Process("chat", &cfg), envconfig.Process("chat", &dcfg))
+	log := diag.NewLogger(os.Stderr, dcfg).With("service", "persister")
+	if err != nil {
 		log.Error("config", "error", err)
 		code = 2
-	} else if err := run(ctx, cfg, log); err != nil {
+	} else if err := run(ctx, cfg, dcfg, log); err != nil {
 		log.Error("run", "error", err)
 		code = 1
 	}
@@ -51,7 +54,11 @@ func main() {
 // run serves the persister until ctx is done, then shuts down in order: HTTP server and
 // consumer intake stop, the in-flight batch is written and acked, NATS drains, MongoDB
 // disconnects.
-func run(ctx context.Context, cfg app.Config, log *slog.Logger) (err error) {
+func run(ctx context.Context, cfg app.Config, dcfg diag.Config, log *slog.Logger) (err error) {
+	dbg, err := diag.Listen(dcfg, log) // first: a refused address stops the start at once
+	if err != nil {
+		return err
+	}
 	nc, err := natsconn.Connect(cfg.NATS, "chat-persister", log)
 	if err != nil {
 		return err
@@ -86,6 +93,7 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) (err error) {
 	log.Info("listening", "addr", ln.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dbg.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http serve: %w", err)

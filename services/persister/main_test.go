@@ -15,6 +15,7 @@ import (
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/chat"
+	"github.com/chatrt/chat/pkg/diag"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/persister/app"
 )
@@ -39,7 +40,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	dcfg := diag.Config{DebugAddr: freeAddr(t)}
+	go func() { done <- run(ctx, cfg, dcfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 
 	chattest.Eventually(t, 15*time.Second, func() bool {
 		res, err := http.Get("http://" + cfg.HTTPAddr + "/readyz")
@@ -50,6 +52,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		return res.StatusCode == http.StatusOK
 	}, "run serves /readyz")
 	checkBuildInfo(t, "http://"+cfg.HTTPAddr, "persister")
+	checkPprof(t, dcfg.DebugAddr)
 	cancel()
 	select {
 	case err := <-done:
@@ -85,5 +88,28 @@ func checkBuildInfo(t *testing.T, base, service string) {
 	if err := json.NewDecoder(res.Body).Decode(&h); err != nil || res.StatusCode != http.StatusOK ||
 		h["status"] != "ok" || h["version"] != bi.Version || h["commit"] != bi.Commit() || bi.Version == "" {
 		t.Errorf("/healthz %d %v (%v), want status ok, version %q, commit %q", res.StatusCode, h, err, bi.Version, bi.Commit())
+	}
+}
+
+// checkPprof: CHAT_DEBUG_ADDR serves net/http/pprof.
+func checkPprof(t *testing.T, addr string) {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+		t.Fatalf("pprof on %s: %d %.200s", addr, res.StatusCode, body)
+	}
+}
+
+// TestRunRefusesRemoteDebugAddr: a profiling endpoint reachable from other machines must
+// be asked for explicitly; run fails before connecting anything.
+func TestRunRefusesRemoteDebugAddr(t *testing.T) {
+	err := run(context.Background(), app.Config{}, diag.Config{DebugAddr: "0.0.0.0:0"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "CHAT_DEBUG_ALLOW_REMOTE") {
+		t.Fatalf("run with CHAT_DEBUG_ADDR=0.0.0.0:0: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/pkg/buildinfo"
+	"github.com/chatrt/chat/pkg/diag"
 	"github.com/chatrt/chat/pkg/history"
 	"github.com/chatrt/chat/pkg/natsconn"
 	"github.com/chatrt/chat/services/pusher/app"
@@ -35,7 +36,6 @@ func main() {
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "pusher")
 	// The pusher's heap is mostly long-lived per-connection state, and it allocates little
 	// per delivery: half of Go's default GC headroom costs next to no CPU here and saves
 	// about a fifth of what an idle connection costs (README, Performance). GOGC wins.
@@ -44,10 +44,13 @@ func main() {
 	}
 	code := 0
 	var cfg app.Config
-	if err := envconfig.Process("chat", &cfg); err != nil {
+	var dcfg diag.Config
+	err := errors.Join(envconfig.Process("chat", &cfg), envconfig.Process("chat", &dcfg))
+	log := diag.NewLogger(os.Stderr, dcfg).With("service", "pusher")
+	if err != nil {
 		log.Error("config", "error", err)
 		code = 2
-	} else if err := run(ctx, cfg, log); err != nil {
+	} else if err := run(ctx, cfg, dcfg, log); err != nil {
 		log.Error("run", "error", err)
 		code = 1
 	}
@@ -57,7 +60,11 @@ func main() {
 
 // run serves websockets until ctx is done, then shuts down in order: readiness false and
 // the websocket clients closed, HTTP server shut down, NATS drained, MongoDB disconnected.
-func run(ctx context.Context, cfg app.Config, log *slog.Logger) (err error) {
+func run(ctx context.Context, cfg app.Config, dcfg diag.Config, log *slog.Logger) (err error) {
+	dbg, err := diag.Listen(dcfg, log) // first: a refused address stops the start at once
+	if err != nil {
+		return err
+	}
 	// A pusher publishes nothing, so it may start before NATS is reachable: the first
 	// connect is retried like a reconnect.
 	nc, err := natsconn.Connect(cfg.NATS, "chat-pusher", log, nats.RetryOnFailedConnect(true))
@@ -86,6 +93,7 @@ func run(ctx context.Context, cfg app.Config, log *slog.Logger) (err error) {
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dbg.Run(gctx) })
 	drained := make(chan struct{})
 	g.Go(func() error {
 		defer close(drained)

@@ -65,8 +65,9 @@ type Config struct {
 	CloseSpread time.Duration `envconfig:"CLOSE_SPREAD" default:"3s"`
 	// AllowedOrigins are browser Origins allowed besides the same origin ("*": any).
 	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
-	// FlushInterval is the least time between two writes to one client; frames arriving
-	// meanwhile go out together (0: 5ms; negative: every frame at once).
+	// FlushInterval paces busy clients: up to 4 frames per interval are written at once;
+	// beyond that a client gets one write per interval, what arrives meanwhile going out
+	// together, until its rate falls (0: 5ms; negative: every frame at once).
 	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"5ms"`
 	// StreamWatch is how often the node checks whether the stream was recreated.
 	StreamWatch time.Duration `envconfig:"STREAM_WATCH" default:"2s"`

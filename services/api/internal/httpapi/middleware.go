@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/chatrt/chat/pkg/chat"
@@ -15,7 +14,8 @@ import (
 // (1-128 of [A-Za-z0-9_.:-]), else a new random one. It is echoed in every answer.
 const HeaderRequestID = "X-Request-Id"
 
-// middleware adds the request id, security headers, panic recovery and the access log.
+// middleware adds the request id, security headers, panic recovery and the access log
+// (accessLog decides which requests get a line).
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -37,20 +37,23 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 					writeError(sw, http.StatusInternalServerError, "internal error")
 				}
 			}
-			level := slog.LevelInfo
-			switch {
-			case r.URL.Path == "/healthz", r.URL.Path == "/readyz", r.URL.Path == "/metrics",
-				r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/admin/api/"): // the admin page polls
-				level = slog.LevelDebug
+			level, sampled, ok := s.access.decide(r.Context(), r, sw.code(), time.Now())
+			if !ok {
+				return
 			}
-			s.log.Log(r.Context(), level, "http request",
-				"request_id", id,
-				"method", r.Method,
-				"path", r.URL.Path,
-				"status", sw.code(),
-				"bytes", sw.bytes,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000,
-				"client", s.o.Clients.Key(r))
+			attrs := []slog.Attr{
+				slog.String("request_id", id),
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", sw.code()),
+				slog.Int64("bytes", sw.bytes),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.String("client", s.o.Clients.Key(r)),
+			}
+			if sampled > 0 {
+				attrs = append(attrs, slog.Int64("sampled", sampled))
+			}
+			s.log.LogAttrs(r.Context(), level, "http request", attrs...)
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -91,6 +91,7 @@ type Options struct {
 type Server struct {
 	o        Options
 	log      *slog.Logger
+	access   *accessLog
 	metrics  *metrics
 	origins  origins
 	draining atomic.Bool
@@ -132,7 +133,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, log: o.Log, metrics: m, origins: allowed, reactions: reactions}
+	s := &Server{o: o, log: o.Log, access: &accessLog{log: o.Log}, metrics: m, origins: allowed, reactions: reactions}
 	s.inflight.init()
 	s.handler = s.middleware(s.cors(s.routes()))
 	return s, nil

@@ -41,6 +41,8 @@ type Client struct {
 	closeCode int
 	closeText string
 	lastWrite time.Time // when frames last went out
+	credit    int8      // writes a quiet client may still make at once (writeBudget)
+	busy      bool      // over writeBudget: one write per flush interval (writeBudget)
 	pingDue   atomic.Bool
 	subs      []*sub // a few at most (MaxSubs); changed only by addSub, removeSub, takeSubs
 
@@ -133,29 +135,80 @@ func (c *Client) enqueueLocked(frames ...[]byte) bool {
 	return true
 }
 
+// writeBudget is how many writes per flush interval a client gets at once, one frame
+// each: a client receiving up to that rate (800 frames/s at 5 ms) sees no added latency.
+// A frame beyond it makes the client busy: from then on its frames are queued and go
+// out in one write per interval, as a busy room's clients need to stay cheap. It is quiet
+// again when a write carries fewer than quietBelow frames (its rate fell well below the
+// budget) or an interval passes without a write. The credit refills at writeBudget per
+// interval.
+const writeBudget = 4
+
+// quietBelow: a busy client whose write carried fewer frames than this (its rate fell
+// under 3 per interval, 600/s at 5 ms) is quiet again. Below writeBudget, so that a
+// client near the budget does not flip between the two on every write.
+const quietBelow = writeBudget - 1
+
+// mayWriteLocked reports whether a frame may be written at once, and marks the client
+// busy when not. Caller holds mu.
+func (c *Client) mayWriteLocked(now time.Time) bool {
+	gap := c.hub.cfg.flushInterval()
+	if gap <= 0 {
+		return true
+	}
+	since := now.Sub(c.lastWrite)
+	switch {
+	case since >= gap:
+		c.busy, c.credit = false, writeBudget
+	case c.busy:
+		return false
+	case since > 0:
+		c.credit = int8(min(writeBudget, int64(c.credit)+int64(since)*writeBudget/int64(gap)))
+	}
+	if c.credit > 0 {
+		return true
+	}
+	c.busy = true
+	return false
+}
+
+// wroteLocked records a write of n frames at t. Caller holds mu.
+func (c *Client) wroteLocked(t time.Time, n int) {
+	c.lastWrite = t
+	switch {
+	case c.busy && n < quietBelow:
+		c.busy, c.credit = false, writeBudget
+	case c.credit > 0:
+		c.credit--
+	}
+}
+
 // deliver hands f to the client (the hub's fan-out, under the room lock), and reports
 // whether it was written right away. When direct, a client with nothing queued or being
-// written, and no write within the flush interval, gets f with one non-blocking write: no
-// writer goroutine to start, which is most of the cost of a delivery to a quiet client.
-// The rest (busy, slow, or a socket buffer full) goes through the queue and the writer.
+// written, within its write budget, gets f with one non-blocking write: no writer
+// goroutine to start, which is most of the cost of a delivery to a quiet client. The
+// rest (busy, slow, or a socket buffer full) goes through the queue and the writer.
 // The non-blocking write happens under mu: it cannot wait, and the writer, which checks
 // for work under mu, then never sees a half-done delivery.
 func (c *Client) deliver(f *frame, now time.Time, direct bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !direct || c.phase != open || c.writer == writerBusy || len(c.queue) > 0 || now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
+	if !direct {
+		c.busy = true // the node is behind: batch as much as possible
+	}
+	if !direct || c.phase != open || c.writer == writerBusy || len(c.queue) > 0 || !c.mayWriteLocked(now) {
 		c.enqueueLocked(f.raw)
 		return false
 	}
 	n := c.t.TryWrite(f.raw, now)
 	switch {
 	case n == len(f.raw):
-		c.lastWrite = now
+		c.wroteLocked(now, 1)
 		if c.pingDue.Load() {
 			c.wakeLocked()
 		}
 	case n > 0:
-		c.lastWrite = now
+		c.wroteLocked(now, 1)
 		c.wakeLocked() // the writer sends the tail
 	default:
 		// Nothing written (socket buffer full, or the connection broke: the writer's flush
@@ -194,8 +247,9 @@ func (c *Client) writeLoop() {
 				c.mu.Unlock()
 				return
 			}
-			// A busy client's next frames come within gap (they would wait for it anyway):
-			// look once more then, rather than exit and be started again for each write.
+			// A busy client's next frames come within gap (they would wait for it anyway:
+			// a frame is queued, not written, only for a busy client): look once more
+			// then, rather than exit and be started again for each write.
 			idle = true
 			c.mu.Unlock()
 			time.Sleep(gap)
@@ -203,9 +257,9 @@ func (c *Client) writeLoop() {
 		}
 		idle = false
 		c.startWriteLocked() // keep inline deliveries off from here to finishWrite
-		// Frames arriving within gap of the previous write wait for the rest of the gap and
-		// go out together: a busy client gets fewer, larger writes; an idle one no delay.
-		if d := gap - time.Since(c.lastWrite); gap > 0 && d > 0 && c.phase == open {
+		// A busy client's frames wait for the rest of the interval and go out together
+		// (see writeBudget): fewer, larger writes; a quiet one's go out at once.
+		if d := gap - time.Since(c.lastWrite); c.busy && gap > 0 && d > 0 && c.phase == open {
 			c.mu.Unlock()
 			time.Sleep(d)
 			c.mu.Lock()
@@ -243,7 +297,7 @@ func (c *Client) giveBack(batch [][]byte) {
 	c.mu.Lock()
 	c.finishWriteLocked()
 	if len(batch) > 0 {
-		c.lastWrite = time.Now()
+		c.wroteLocked(time.Now(), len(batch))
 	}
 	if c.spare == nil && cap(batch) <= 4*c.hub.cfg.QueueSize {
 		c.spare = batch[:0]

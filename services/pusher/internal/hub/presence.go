@@ -69,13 +69,13 @@ func (c *Client) Offer(frames [][]byte, now time.Time) bool {
 	if c.phase != open || c.writer == writerBusy || len(c.queue) > 0 || c.t.Pending() {
 		return false
 	}
-	if now.Sub(c.lastWrite) < c.hub.cfg.flushInterval() {
+	if !c.mayWriteLocked(now) {
 		return c.enqueueLocked(frames...)
 	}
 	for i, f := range frames {
 		n := c.t.TryWrite(f, now)
 		if n > 0 {
-			c.lastWrite = now
+			c.wroteLocked(now, 1)
 		}
 		switch {
 		case n == len(f):
