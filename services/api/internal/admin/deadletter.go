@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -58,9 +59,8 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.jsContext(r)
 	defer cancel()
-	s, err := h.js.Stream(ctx, chat.DeadLetterStream)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+	s, ok := h.deadLetters(ctx, w)
+	if !ok {
 		return
 	}
 	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
@@ -153,9 +153,8 @@ func (h *Handler) requeue(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.jsContext(r)
 	defer cancel()
-	s, err := h.js.Stream(ctx, chat.DeadLetterStream)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+	s, ok := h.deadLetters(ctx, w)
+	if !ok {
 		return
 	}
 	m, err := s.GetMsg(ctx, seq)
@@ -210,9 +209,8 @@ func (h *Handler) discard(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.jsContext(r)
 	defer cancel()
-	s, err := h.js.Stream(ctx, chat.DeadLetterStream)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+	s, ok := h.deadLetters(ctx, w)
+	if !ok {
 		return
 	}
 	m, err := s.GetMsg(ctx, seq)
@@ -231,4 +229,15 @@ func (h *Handler) discard(w http.ResponseWriter, r *http.Request) {
 		"reason", m.Header.Get(chat.HeaderDeadLetterReason), "operator", operator(r.Context()),
 		"request_id", w.Header().Get("X-Request-Id"))
 	writeJSON(w, http.StatusOK, map[string]any{"discarded": seq})
+}
+
+// deadLetters is the DEADLETTER stream, or false after answering 503 when JetStream
+// cannot give it.
+func (h *Handler) deadLetters(ctx context.Context, w http.ResponseWriter) (jetstream.Stream, bool) {
+	s, err := h.js.Stream(ctx, chat.DeadLetterStream)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+		return nil, false
+	}
+	return s, true
 }
