@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -22,6 +23,10 @@ const (
 	serverUnknown int32 = iota
 	serverMongoDB
 	serverFerretDB
+	// serverFerretDB1 is FerretDB v1 (or built from its v1 library, as the embedded
+	// store is, which reports its version as "unknown"): on SQLite it reads no secondary
+	// index (EnsureIndexes).
+	serverFerretDB1
 )
 
 // idLookupsOnly reports whether the server looks documents up by exact _id filters
@@ -30,7 +35,7 @@ func (s *Store) idLookupsOnly(ctx context.Context) (bool, error) {
 	switch s.server.Load() {
 	case serverMongoDB:
 		return false, nil
-	case serverFerretDB:
+	case serverFerretDB, serverFerretDB1:
 		return true, nil
 	}
 	var info bson.M
@@ -38,11 +43,22 @@ func (s *Store) idLookupsOnly(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("buildInfo: %w", err)
 	}
 	kind := serverMongoDB
-	if _, ok := info["ferretdbVersion"]; ok {
+	if v, ok := info["ferretdbVersion"]; ok {
 		kind = serverFerretDB
+		if v, _ := v.(string); v == "unknown" || strings.HasPrefix(v, "v1.") {
+			kind = serverFerretDB1
+		}
 	}
 	s.server.Store(kind)
-	return kind == serverFerretDB, nil
+	return kind != serverMongoDB, nil
+}
+
+// ferretDB1 reports whether the server is FerretDB v1 (idLookupsOnly asks it).
+func (s *Store) ferretDB1(ctx context.Context) (bool, error) {
+	if _, err := s.idLookupsOnly(ctx); err != nil {
+		return false, err
+	}
+	return s.server.Load() == serverFerretDB1, nil
 }
 
 // serverKind is the field of Store that caches idLookupsOnly's answer.

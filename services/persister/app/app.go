@@ -40,8 +40,9 @@ type Config struct {
 
 	// BatchSize is the most messages stored with one MongoDB insert.
 	BatchSize int `envconfig:"BATCH_SIZE" default:"500"`
-	// BatchWait is how long a batch waits for more messages after its first one.
-	BatchWait time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
+	// BatchWait is the least time between the starts of two inserts; what arrives
+	// meanwhile joins the next one (a message after a quiet spell is written at once).
+	BatchWait time.Duration `envconfig:"BATCH_WAIT" default:"100ms"`
 	// MaxAckPending bounds the messages delivered and not yet acked over all replicas.
 	MaxAckPending int `envconfig:"MAX_ACK_PENDING" default:"20000"`
 	// AckWait is how long JetStream waits for an ack before redelivering a message

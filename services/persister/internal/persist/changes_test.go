@@ -262,19 +262,18 @@ func TestFailedChangesDoNotHoldMessages(t *testing.T) {
 	e.apiMessage(t, "general", "ann", "after the edit")
 	chattest.Eventually(t, 15*time.Second, func() bool { return e.count(t) == 2 && counter(in.p.met.redeliveries) > 0 },
 		"messages stored and the change redelivered")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, err := e.js.Consumer(ctx, chat.StreamName, ConsumerName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumAckPending != 1 {
-		t.Errorf("%d messages awaiting an ack, want 1 (the change)", info.NumAckPending)
-	}
+	// The messages' acks follow their write: wait for them (a one-shot look raced them
+	// on a loaded machine), then the change alone stays pending, redelivered.
+	chattest.Eventually(t, 10*time.Second, func() bool {
+		info, err := c.Info(ctx)
+		return err == nil && info.NumAckPending == 1
+	}, "messages awaiting an ack never came down to 1 (the change)")
 	in.stop(t)
 	// With a working store, a new replica applies it.
 	e.start(t, testConfig(), nil)
