@@ -51,7 +51,7 @@ type Config struct {
 	BatchSize int
 	// BatchWait is the least time between the starts of two writes (default 100ms): what
 	// arrives meanwhile joins the next one, unless BatchSize messages are there first. A
-	// message after a quiet spell is written at once. Each write has a fixed cost (a
+	// message after a quiet spell is written within 5ms. Each write has a fixed cost (a
 	// transaction for the insert, one for the room list, a flush of the acks) that
 	// dominated the cost of a post at moderate rates; the price is up to BatchWait more
 	// persister lag under steady traffic.
