@@ -1,8 +1,9 @@
 // Package transport is the pusher's socket I/O: the websocket upgrade, the one type that
 // writes to and closes a client's socket (socket.go), the batching writer that sends a
 // client's queued frames with one write, the non-blocking write the fan-out uses for a
-// quiet client, and a reader that parks an idle connection shallow. The fast paths (a raw
-// write(2), a MSG_PEEK readability check) exist on Linux only, for plain TCP sockets
+// quiet client, and a reader that parks an idle connection shallow, or without a goroutine
+// in the idle poller (park_linux.go). The fast paths (a raw write(2), a MSG_PEEK
+// readability check, the idle poller) exist on Linux only, for plain TCP sockets
 // (socket_linux.go); elsewhere, and for TLS, the portable path (socket_other.go, or the
 // same code with no descriptor) queues every frame and reads through the library.
 //
