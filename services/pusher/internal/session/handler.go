@@ -128,6 +128,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.subscribe(room, since, watch, name)
 	}
 	s.policy.start(c)
+	s.start()
 	go s.run()
 }
 

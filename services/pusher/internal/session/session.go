@@ -23,13 +23,17 @@ type session struct {
 	release func() // gives the gate its connection slot back
 }
 
-// run is the connection's reader goroutine: it reads client commands until the
-// connection ends, then has the hub close it.
+// run is the connection's reader: it reads client commands until the connection ends,
+// then has the hub close it. While the connection idles it parks (transport.ErrParked)
+// and returns, and the transport runs it again, on a new goroutine, when there is
+// something to read: an idle connection has no goroutine.
 func (s *session) run() {
-	defer s.release()
-	defer s.policy.stop()
-	s.readLoop()
+	if s.readLoop() {
+		return // parked: run continues later
+	}
 	s.hub.Leave(s.c)
+	s.policy.stop()
+	s.release() // gives the gate its connection slot back
 }
 
 // subscribe subscribes to room if the policy allows it, else sends the error frame
@@ -57,11 +61,10 @@ func (s *session) readDeadline() time.Time {
 	return time.Now().Add(s.cfg.PongTimeout)
 }
 
-// readLoop reads client commands until the connection ends. It applies the command rate
-// limit and, while unauthenticated, expects {"type":"auth","token":...} as the first
-// frame within the gate's AuthTimeout (else close 4401).
-func (s *session) readLoop() {
-	t, c := s.t, s.c
+// start prepares the connection for run: read limit, first deadline, pong handler, and
+// parking while idle.
+func (s *session) start() {
+	t := s.t
 	t.SetReadLimit(MaxFrame)
 	_ = t.SetReadDeadline(s.readDeadline())
 	t.SetPongHandler(func() error {
@@ -70,8 +73,20 @@ func (s *session) readLoop() {
 		}
 		return t.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout))
 	})
+	t.SetWake(s.run)
+}
+
+// readLoop reads client commands until the connection ends, or it parks (true: the
+// caller returns without touching the session, which the next run owns). It applies the
+// command rate limit and, while unauthenticated, expects {"type":"auth","token":...} as
+// the first frame within the gate's AuthTimeout (else close 4401).
+func (s *session) readLoop() (parked bool) {
+	t, c := s.t, s.c
 	for {
 		typ, data, err := t.ReadMessage()
+		if err == transport.ErrParked {
+			return true
+		}
 		if err != nil {
 			if s.policy.needAuth {
 				var ne net.Error
@@ -80,17 +95,17 @@ func (s *session) readLoop() {
 					<-c.Done() // the read side is dead; the writer sends the close
 				}
 			}
-			return
+			return false
 		}
 		cmd, code, reason := decodeFrame(typ, data)
 		if code != 0 {
 			s.closeAndDrain(code, reason)
-			return
+			return false
 		}
 		if ok, closeNow := s.policy.allow(); !ok {
 			if closeNow {
 				s.closeAndDrain(ClosePolicy, "rate limit exceeded")
-				return
+				return false
 			}
 			c.Enqueue(errorFrame("rate limited", ""))
 			continue
@@ -98,7 +113,7 @@ func (s *session) readLoop() {
 		if s.policy.needAuth {
 			if reason := s.policy.authFrame(cmd); reason != "" {
 				s.closeAndDrain(CloseUnauthorized, reason)
-				return
+				return false
 			}
 			s.policy.start(c)
 			if s.pending != nil {
@@ -143,6 +158,7 @@ func (s *session) handle(cmd *command) {
 // race the close frame out of the writer's hands.
 func (s *session) closeAndDrain(code int, reason string) {
 	s.c.Close(code, reason)
+	s.t.SetWake(nil) // this reader waits for the answer: nothing runs the session after it
 	_ = s.t.SetReadDeadline(time.Now().Add(2 * time.Second))
 	for {
 		if _, _, err := s.t.ReadMessage(); err != nil {

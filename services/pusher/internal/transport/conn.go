@@ -1,8 +1,9 @@
 // Package transport is the pusher's socket I/O: the websocket upgrade, the one type that
 // writes to and closes a client's socket (socket.go), the batching writer that sends a
 // client's queued frames with one write, the non-blocking write the fan-out uses for a
-// quiet client, and a reader that parks an idle connection shallow. The fast paths (a raw
-// write(2), a MSG_PEEK readability check) exist on Linux only, for plain TCP sockets
+// quiet client, and a reader that parks an idle connection shallow, or without a goroutine
+// in the idle poller (park_linux.go). The fast paths (a raw write(2), a MSG_PEEK
+// readability check, the idle poller) exist on Linux only, for plain TCP sockets
 // (socket_linux.go); elsewhere, and for TLS, the portable path (socket_other.go, or the
 // same code with no descriptor) queues every frame and reads through the library.
 //
@@ -12,6 +13,7 @@
 package transport
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -25,6 +27,7 @@ type Conn struct {
 	s            socket
 	ws           *websocket.Conn
 	writeTimeout time.Duration
+	wake         func() // SetWake's: an idle reader parks its connection (park_linux.go)
 }
 
 // Upgrade answers r's websocket handshake (refusing it itself when it is not valid) and
@@ -96,10 +99,23 @@ func (c *Conn) SetPongHandler(f func() error) {
 	c.ws.SetPongHandler(func(string) error { return f() })
 }
 
+// ErrParked is ReadMessage's answer, after SetWake, when there was nothing to read: the
+// connection waits in the idle poller, without a goroutine, and the wake function runs
+// on a new goroutine once it is readable, its read deadline has passed or it was closed.
+// The caller returns at once and leaves the connection to the wake function.
+var ErrParked = errors.New("transport: connection parked")
+
+// SetWake lets ReadMessage park the connection while it is idle, instead of waiting:
+// wake then continues the reading (on Linux, plain sockets; elsewhere ReadMessage waits).
+// Call it before the first ReadMessage.
+func (c *Conn) SetWake(wake func()) { c.wake = wake }
+
 // ReadMessage returns the next data message. While there is none it waits in
-// awaitMessage, consuming pongs.
+// awaitMessage, consuming pongs, or returns ErrParked (see SetWake).
 func (c *Conn) ReadMessage() (messageType int, p []byte, err error) {
-	c.awaitMessage()
+	if c.awaitMessage() {
+		return 0, nil, ErrParked
+	}
 	return c.ws.ReadMessage()
 }
 
@@ -110,11 +126,12 @@ func (c *Conn) ReadMessage() (messageType int, p []byte, err error) {
 // into the library's read path and park it there, deep, waiting for the next frame, on a
 // stack grown past the 2 KiB minimum. Parked here instead, the reader keeps a small stack
 // (the runtime shrinks one that a command grew). Anything unusual (a pong that breaks
-// the protocol, a read error, end of stream) is left to the library to report.
-func (c *Conn) awaitMessage() {
+// the protocol, a read error, end of stream) is left to the library to report. With a
+// wake function (SetWake) it parks the connection instead of waiting, and returns true.
+func (c *Conn) awaitMessage() (parked bool) {
 	br := c.s.br
 	if br == nil || !c.s.sys.ok() {
-		return
+		return false
 	}
 	for {
 		buf, _ := br.Peek(br.Buffered())
@@ -125,15 +142,18 @@ func (c *Conn) awaitMessage() {
 			continue
 		}
 		if n < 0 {
-			return // a frame for the library
+			return false // a frame for the library
 		}
-		// Empty, or the start of what may be a pong: wait for the socket, then read what
-		// it has (the wait returned, so this read does not block).
+		// Empty, or the start of what may be a pong: park, or wait for the socket, then
+		// read what it has (the wait returned, so this read does not block).
+		if c.wake != nil && c.s.park(c.wake) {
+			return true
+		}
 		if !c.s.sys.waitReadable() {
-			return
+			return false
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
-			return
+			return false
 		}
 	}
 }

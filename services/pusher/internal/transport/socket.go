@@ -29,6 +29,9 @@ type socket struct {
 
 	br  *bufio.Reader // the websocket library's read buffer (see hijacker)
 	sys sysConn       // the descriptor's fast paths (socket_linux.go); zero elsewhere
+
+	readDeadline atomic.Int64 // the read deadline set last (unix ns, 0: none), for park
+	idle         parking      // in the idle poller (park_linux.go)
 }
 
 // Close closes the connection, once; later calls return nil. The flag is set under mu
@@ -43,6 +46,7 @@ func (c *socket) Close() error {
 	if closed {
 		return nil
 	}
+	c.forget() // out of the idle poller first: its descriptor is about to close
 	return c.Conn.Close()
 }
 
@@ -109,6 +113,17 @@ func (c *socket) Write(p []byte) (int, error) {
 		c.hasTail.Store(false)
 	}
 	return c.Conn.Write(p)
+}
+
+// SetReadDeadline records t for park (the idle poller enforces it while no goroutine
+// waits) and passes it through.
+func (c *socket) SetReadDeadline(t time.Time) error {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.readDeadline.Store(ns)
+	return c.Conn.SetReadDeadline(t)
 }
 
 // SetWriteDeadline passes the websocket library's deadlines through, except inside a batch:

@@ -16,3 +16,10 @@ func (s *sysConn) ok() bool { return false }
 func (s *sysConn) write([]byte) (int, error) { return 0, nil }
 
 func (s *sysConn) waitReadable() bool { return false }
+
+// parking: no idle poller outside Linux; an idle reader waits in the library.
+type parking struct{}
+
+func (c *socket) park(func()) bool { return false }
+
+func (c *socket) forget() {}

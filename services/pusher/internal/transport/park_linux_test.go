@@ -1,0 +1,104 @@
+//go:build linux
+
+package transport
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// parkedRead reads c like the session does: ReadMessage, and after ErrParked again on
+// the goroutine the wake starts. The first result that is not ErrParked comes on the
+// channels.
+func parkedRead(c *Conn) (<-chan error, <-chan []byte) {
+	errs, msgs := make(chan error, 1), make(chan []byte, 1)
+	var read func()
+	read = func() {
+		_, p, err := c.ReadMessage()
+		switch {
+		case errors.Is(err, ErrParked):
+			return // read runs again on wake
+		case err != nil:
+			errs <- err
+		default:
+			msgs <- p
+		}
+	}
+	c.SetWake(read)
+	go read()
+	return errs, msgs
+}
+
+// A parked connection wakes for data (a pong first: consumed, it parks again), for its
+// read deadline, and for its close; each wake runs on a goroutine of its own.
+func TestParkedConnectionWakes(t *testing.T) {
+	t.Run("data", func(t *testing.T) {
+		c, nc := upgraded(t)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		pongs := 0
+		c.SetPongHandler(func() error { pongs++; return nil })
+		errs, msgs := parkedRead(c)
+		waitParked(t, c)
+		if _, err := nc.Write(clientFrameOp(0x8a, "")); err != nil {
+			t.Fatal(err)
+		}
+		waitParked(t, c) // the pong woke it; it parked again
+		if _, err := nc.Write(clientFrameOp(0x81, "hi")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-msgs:
+			if string(p) != "hi" || pongs != 1 {
+				t.Fatalf("message %q after %d pongs, want hi after 1", p, pongs)
+			}
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a parked connection did not wake for a message")
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		c, _ := upgraded(t)
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		errs, _ := parkedRead(c)
+		select {
+		case err := <-errs:
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("got %v, want a timeout", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a parked connection's read deadline did not end its read")
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		c, _ := upgraded(t)
+		_ = c.SetReadDeadline(time.Time{})
+		errs, _ := parkedRead(c)
+		waitParked(t, c)
+		c.Close(0, "", nil)
+		select {
+		case <-errs:
+		case <-time.After(5 * time.Second):
+			t.Fatal("closing a parked connection did not end its read")
+		}
+	})
+}
+
+// waitParked waits until c is parked in the idle poller.
+func waitParked(t *testing.T, c *Conn) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		poller.mu.Lock()
+		parked := c.s.idle.parked
+		poller.mu.Unlock()
+		if parked {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not park")
+		}
+	}
+}
