@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,7 +13,7 @@ import (
 // Flatten returns the series of g that belong to service (see Stats.Metrics): families
 // named chat_<service>_*, chat_build_info (service="chat" in the all-in-one),
 // go_goroutines and process_resident_memory_bytes. A registry shared by several services
-// (the all-in-one) thus gives each its own numbers.
+// (the all-in-one) thus gives each its own numbers. NaN and infinite values are left out.
 func Flatten(g prometheus.Gatherer, service string) (map[string]float64, error) {
 	fams, err := g.Gather()
 	out := make(map[string]float64)
@@ -30,21 +31,30 @@ func Flatten(g prometheus.Gatherer, service string) (map[string]float64, error) 
 			key := seriesKey(name, labels)
 			switch {
 			case m.Counter != nil:
-				out[key] = m.Counter.GetValue()
+				put(out, key, m.Counter.GetValue())
 			case m.Gauge != nil:
-				out[key] = m.Gauge.GetValue()
+				put(out, key, m.Gauge.GetValue())
 			case m.Untyped != nil:
-				out[key] = m.Untyped.GetValue()
+				put(out, key, m.Untyped.GetValue())
 			case m.Histogram != nil:
-				out[seriesKey(name+"_sum", labels)] = m.Histogram.GetSampleSum()
-				out[seriesKey(name+"_count", labels)] = float64(m.Histogram.GetSampleCount())
+				put(out, seriesKey(name+"_sum", labels), m.Histogram.GetSampleSum())
+				put(out, seriesKey(name+"_count", labels), float64(m.Histogram.GetSampleCount()))
 			case m.Summary != nil:
-				out[seriesKey(name+"_sum", labels)] = m.Summary.GetSampleSum()
-				out[seriesKey(name+"_count", labels)] = float64(m.Summary.GetSampleCount())
+				put(out, seriesKey(name+"_sum", labels), m.Summary.GetSampleSum())
+				put(out, seriesKey(name+"_count", labels), float64(m.Summary.GetSampleCount()))
 			}
 		}
 	}
 	return out, err
+}
+
+// put sets out[key] to v unless v is NaN or infinite: JSON has no such numbers, and one
+// of them made the whole stats answer fail to encode, so the node vanished from /admin.
+func put(out map[string]float64, key string, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	out[key] = v
 }
 
 // seriesKey is name{a="x",b="y"} with the labels sorted by name, or name without labels.
