@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,7 +73,9 @@ func NewNodeID() string {
 	if len(host) > 32 {
 		host = host[:32]
 	}
-	return host + "-" + hex.EncodeToString(b)
+	// One subject token (StateSubject.<node>): a dotted host name would have spanned
+	// several, which the wildcard subscription took but a per-node one would not.
+	return strings.ReplaceAll(host, ".", "_") + "-" + hex.EncodeToString(b)
 }
 
 // maxUpdateBytes bounds one published update (NATS's default max payload is 1 MiB).
