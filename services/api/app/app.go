@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*App, error) {
 		}
 	}
 	view := presence.NewView(deps.NATS, presence.ViewConfig{Timeout: cfg.PresenceTimeout, Log: deps.Log})
-	adm, err := admin.New(admin.Options{NATS: deps.NATS, Auth: verifier, Log: deps.Log})
+	adm, err := admin.New(admin.Options{NATS: deps.NATS, Auth: verifier, RetryAfter: cfg.RetryAfter, Log: deps.Log})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}

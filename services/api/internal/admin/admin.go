@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/chatrt/chat/pkg/auth"
@@ -34,7 +36,9 @@ type Options struct {
 	StatsWait time.Duration
 	// Timeout bounds each JetStream request (default 3s).
 	Timeout time.Duration
-	Log     *slog.Logger
+	// RetryAfter is the Retry-After of a 503 (default 2s; the api's CHAT_RETRY_AFTER).
+	RetryAfter time.Duration
+	Log        *slog.Logger
 }
 
 // Handler serves /admin and /admin/...
@@ -60,6 +64,9 @@ func New(o Options) (*Handler, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 3 * time.Second
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 2 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -130,6 +137,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, reason string) {
 	writeJSON(w, status, map[string]string{"error": reason})
+}
+
+// unavailable answers 503 with Retry-After, as the api's other 503s do: NATS or the
+// dead-letter stream is away, and a retry later may succeed.
+func (h *Handler) unavailable(w http.ResponseWriter, reason string) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(h.o.RetryAfter.Seconds())))))
+	writeError(w, http.StatusServiceUnavailable, reason)
 }
 
 // jsContext bounds one JetStream request.

@@ -65,7 +65,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+		h.unavailable(w, "dead letters unavailable: "+err.Error())
 		return
 	}
 	deleted := make(map[uint64]bool, len(info.State.Deleted))
@@ -82,7 +82,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 			continue // discarded meanwhile
 		}
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+			h.unavailable(w, "dead letters unavailable: "+err.Error())
 			return
 		}
 		body.Items = append(body.Items, toDeadLetter(m))
@@ -163,7 +163,7 @@ func (h *Handler) requeue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+		h.unavailable(w, "dead letters unavailable: "+err.Error())
 		return
 	}
 	subject := m.Header.Get(chat.HeaderOriginalSubject)
@@ -179,7 +179,7 @@ func (h *Handler) requeue(w http.ResponseWriter, r *http.Request) {
 	}
 	ack, err := h.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "requeue: "+err.Error())
+		h.unavailable(w, "requeue: "+err.Error())
 		return
 	}
 	if ack.Duplicate {
@@ -191,7 +191,7 @@ func (h *Handler) requeue(w http.ResponseWriter, r *http.Request) {
 		// Republished but still listed: a second requeue would publish it again.
 		h.log.Error("deadletter requeued, not deleted", "deadletter_seq", seq, "subject", subject,
 			"stream_seq", ack.Sequence, "operator", operator(r.Context()), "error", err)
-		writeError(w, http.StatusServiceUnavailable, "requeued as seq "+strconv.FormatUint(ack.Sequence, 10)+
+		h.unavailable(w, "requeued as seq "+strconv.FormatUint(ack.Sequence, 10)+
 			" but the dead letter could not be deleted: "+err.Error())
 		return
 	}
@@ -222,7 +222,7 @@ func (h *Handler) discard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "discard: "+err.Error())
+		h.unavailable(w, "discard: "+err.Error())
 		return
 	}
 	h.log.Info("deadletter discarded", "deadletter_seq", seq, "subject", m.Header.Get(chat.HeaderOriginalSubject),
@@ -236,7 +236,7 @@ func (h *Handler) discard(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) deadLetters(ctx context.Context, w http.ResponseWriter) (jetstream.Stream, bool) {
 	s, err := h.js.Stream(ctx, chat.DeadLetterStream)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "dead letters unavailable: "+err.Error())
+		h.unavailable(w, "dead letters unavailable: "+err.Error())
 		return nil, false
 	}
 	return s, true
