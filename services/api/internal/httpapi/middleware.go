@@ -24,8 +24,8 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		h := w.Header()
-		h.Set(HeaderRequestID, id)
-		h.Set("X-Content-Type-Options", "nosniff")
+		h[HeaderRequestID] = []string{id}
+		h["X-Content-Type-Options"] = nosniff
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {
@@ -58,6 +58,14 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 	})
 }
+
+// Header values every answer carries, shared rather than allocated per request (net/http
+// only reads them; Header.Set and Add replace or copy).
+var (
+	nosniff      = []string{"nosniff"}
+	typeJSON     = []string{contentTypeJSON}
+	cacheNoStore = []string{"no-store"}
+)
 
 func newRequestID() string {
 	var b [12]byte

@@ -58,8 +58,8 @@ func writeMessages(w http.ResponseWriter, msgs []chat.Message) {
 
 func writeBody(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", contentTypeJSON)
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = typeJSON
+	h["Cache-Control"] = cacheNoStore
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
