@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/deploy"
+	"github.com/chatrt/chat/harness/embedded"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -106,7 +107,7 @@ func Start(ctx context.Context, o Options) (*Topology, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3*NATSNodes + 2 + o.APIs + o.Persisters + o.Pushers)
+	ports, err := embedded.FreePorts(3*NATSNodes + 2 + o.APIs + o.Persisters + o.Pushers)
 	if err != nil {
 		return nil, err
 	}
@@ -265,21 +266,6 @@ func orDefault(n, def int) int {
 		return def
 	}
 	return n
-}
-
-// freePorts reserves n distinct free loopback ports (released on return: another
-// process could take one before its member binds it, which then fails to start).
-func freePorts(n int) ([]int, error) {
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 func port(addr string) int {

@@ -7,7 +7,6 @@ package chattest
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -30,11 +29,21 @@ type NATS struct {
 // StartNATS starts a NATS server with JetStream; it is shut down when the test ends.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{t: t, dir: t.TempDir(), port: -1}
+	n := &NATS{t: t, dir: t.TempDir(), port: freePort(t)}
 	n.Start()
-	n.port = n.srv.Addr().(*net.TCPAddr).Port
 	t.Cleanup(n.Stop)
 	return n
+}
+
+// freePort is a port for a server that tests stop and restart on it: from below the
+// ephemeral range (embedded.FreePorts), so no client's connection takes it meanwhile.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ports, err := embedded.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports[0]
 }
 
 // URL is the client URL (stable across restarts).

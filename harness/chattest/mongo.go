@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,7 +34,7 @@ type Mongo struct {
 // StartMongo starts FerretDB on SQLite; it is stopped when the test ends.
 func StartMongo(t testing.TB) *Mongo {
 	t.Helper()
-	m := &Mongo{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", bin: ferretBinary(t)}
+	m := &Mongo{t: t, dir: t.TempDir(), addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), bin: ferretBinary(t)}
 	t.Cleanup(m.Stop)
 	m.Start()
 	return m
