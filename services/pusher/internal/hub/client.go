@@ -29,9 +29,8 @@ type Transport interface {
 // client whose queue overflows is evicted (1013) instead of slowing its rooms. Its phase
 // and its writer's state are in lifecycle.go.
 type Client struct {
-	hub  *Hub
-	t    Transport
-	ping *time.Timer // sets pingDue and wakes the writer every PingInterval
+	hub *Hub
+	t   Transport
 
 	mu        sync.Mutex
 	phase     phase
@@ -40,10 +39,12 @@ type Client struct {
 	spare     [][]byte
 	closeCode int
 	closeText string
-	lastWrite time.Time // when frames last went out
-	credit    int8      // writes a quiet client may still make at once (writeBudget)
-	busy      bool      // over writeBudget: one write per flush interval (writeBudget)
-	pingDue   atomic.Bool
+	lastWrite time.Time   // when frames last went out
+	credit    int8        // writes a quiet client may still make at once (writeBudget)
+	busy      bool        // over writeBudget: one write per flush interval (writeBudget)
+	pingDue   atomic.Bool // set by the hub's ping wheel (ping.go): the writer sends a ping
+	pingSlot  int32       // where the client waits in the ping wheel (-1: not there); pingWheel.mu
+	pingIdx   int32
 	subs      []*sub // a few at most (MaxSubs); changed only by addSub, removeSub, takeSubs
 
 	drained  chan struct{} // made by the first waitRoom: the writer wrote a batch
@@ -52,21 +53,14 @@ type Client struct {
 }
 
 func newClient(h *Hub, t Transport) *Client {
-	c := &Client{hub: h, t: t, done: make(chan struct{})}
+	c := &Client{hub: h, t: t, pingSlot: -1, pingIdx: -1, done: make(chan struct{})}
 	// The first ping comes after a random half to whole interval, so that clients that
 	// connected together (after a restart, say) are not all pinged at the same instant.
 	first := h.cfg.PingInterval
 	if half := first / 2; half > 0 {
 		first = half + rand.N(half)
 	}
-	c.mu.Lock() // the timer's writer reads c.ping: set it before the timer can take mu
-	c.ping = time.AfterFunc(first, func() {
-		c.pingDue.Store(true)
-		c.mu.Lock()
-		c.wakeLocked()
-		c.mu.Unlock()
-	})
-	c.mu.Unlock()
+	h.pings.schedule(c, first)
 	return c
 }
 
@@ -278,7 +272,7 @@ func (c *Client) writeLoop() {
 		sendPing := c.pingDue.Swap(false)
 		err := c.t.WriteMany(batch, sendPing)
 		if sendPing {
-			c.ping.Reset(c.hub.cfg.PingInterval)
+			c.hub.pings.schedule(c, c.hub.cfg.PingInterval)
 		}
 		if len(batch) > 0 {
 			c.hub.metrics.deliveries.Add(float64(len(batch)))

@@ -121,7 +121,7 @@ func (c *Client) stopWriterLocked() { c.writer = writerStopped }
 // end closes the connection (with a close frame when code is not 0, waiting for wait as
 // Transport.Close does); the writer calls it once, as its last act.
 func (c *Client) end(code int, text string, wait <-chan struct{}) {
-	c.ping.Stop()
+	c.hub.pings.unschedule(c)
 	c.t.Close(code, text, wait)
 	c.mu.Lock()
 	c.phase, c.writer, c.queue = ended, writerStopped, nil
