@@ -49,11 +49,11 @@ type Client struct {
 
 	drained  chan struct{} // made by the first waitRoom: the writer wrote a batch
 	readDone chan struct{} // made by a closing writer that waits for the reader's end
-	done     chan struct{} // the connection is closed
+	done     chan struct{} // made by the first Done: closed once the connection is closed
 }
 
 func newClient(h *Hub, t Transport) *Client {
-	c := &Client{hub: h, t: t, pingSlot: -1, pingIdx: -1, done: make(chan struct{})}
+	c := &Client{hub: h, t: t, pingSlot: -1, pingIdx: -1}
 	// The first ping comes after a random half to whole interval, so that clients that
 	// connected together (after a restart, say) are not all pinged at the same instant.
 	first := h.cfg.PingInterval
@@ -305,6 +305,7 @@ func (c *Client) giveBack(batch [][]byte) {
 
 // waitRoom blocks until at most limit frames are queued, the client closes or done fires.
 func (c *Client) waitRoom(limit int, done <-chan struct{}) bool {
+	ended := c.Done()
 	for {
 		c.mu.Lock()
 		n, closed := len(c.queue), c.phase != open
@@ -321,7 +322,7 @@ func (c *Client) waitRoom(limit int, done <-chan struct{}) bool {
 		}
 		select {
 		case <-drained:
-		case <-c.done:
+		case <-ended:
 			return false
 		case <-done:
 			return false

@@ -249,7 +249,7 @@ func (h *Hub) Leave(c *Client) {
 	for _, s := range c.takeSubs() {
 		h.unsubscribe(s)
 	}
-	<-c.done
+	<-c.Done()
 }
 
 // clientList is a snapshot of the registered clients, to act on without Hub.mu.
@@ -305,7 +305,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	for _, c := range clients {
 		select {
-		case <-c.done:
+		case <-c.Done():
 		case <-ctx.Done():
 			return ctx.Err()
 		}
