@@ -38,7 +38,10 @@ const pingSlots = 32
 
 func newPingWheel(interval time.Duration) *pingWheel {
 	w := &pingWheel{interval: interval, width: max(interval/pingSlots, time.Millisecond), origin: time.Now()}
-	n := int(interval/w.width) + 2 // a delay of up to one interval, rounded up, plus the tick in progress
+	// A delay of up to one interval, rounded up, counted from the next tick to process,
+	// which lags the clock by as much as the timer fires late: twice the ticks of an
+	// interval tolerate a timer up to an interval late before a ping goes out early.
+	n := 2*int(interval/w.width) + 2
 	w.slots = make([][]*Client, n)
 	return w
 }
