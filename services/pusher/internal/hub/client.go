@@ -32,20 +32,22 @@ type Client struct {
 	hub *Hub
 	t   Transport
 
+	// The small fields are packed together: the struct fits the 192-byte size class.
+	pingDue  atomic.Bool // set by the hub's ping wheel (ping.go): the writer sends a ping
+	pingSlot int32       // where the client waits in the ping wheel (-1: not there); pingWheel.mu
+	pingIdx  int32
+
 	mu        sync.Mutex
 	phase     phase
 	writer    writerState
+	credit    int8     // writes a quiet client may still make at once (writeBudget)
+	busy      bool     // over writeBudget: one write per flush interval (writeBudget)
 	queue     [][]byte // complete server frames
 	spare     [][]byte
 	closeCode int
 	closeText string
-	lastWrite time.Time   // when frames last went out
-	credit    int8        // writes a quiet client may still make at once (writeBudget)
-	busy      bool        // over writeBudget: one write per flush interval (writeBudget)
-	pingDue   atomic.Bool // set by the hub's ping wheel (ping.go): the writer sends a ping
-	pingSlot  int32       // where the client waits in the ping wheel (-1: not there); pingWheel.mu
-	pingIdx   int32
-	subs      []*sub // a few at most (MaxSubs); changed only by addSub, removeSub, takeSubs
+	lastWrite time.Time // when frames last went out
+	subs      []*sub    // a few at most (MaxSubs); changed only by addSub, removeSub, takeSubs
 
 	drained  chan struct{} // made by the first waitRoom: the writer wrote a batch
 	readDone chan struct{} // made by a closing writer that waits for the reader's end

@@ -19,12 +19,12 @@ import (
 type socket struct {
 	net.Conn
 	mu       sync.Mutex
-	closed   bool // Close was called
-	batching bool
+	closed   bool        // Close was called
+	batching bool        // (the small fields together: Conn fits a smaller size class)
+	hasTail  atomic.Bool // len(tail) > 0, readable without mu
 	bufp     *[]byte     // from batchBufs while a batch is open
 	deadline time.Time   // the write deadline last set on Conn
 	tail     []byte      // the unwritten end of a frame a non-blocking write began
-	hasTail  atomic.Bool // len(tail) > 0, readable without mu
 	werr     error       // a non-blocking write failed: the connection is broken
 
 	br  *bufio.Reader // the websocket library's read buffer (see hijacker)
