@@ -223,6 +223,25 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return s, bufio.NewReadWriter(s.br, brw.Writer), nil
 }
 
+// dropReadBuf lets the read buffer's memory go if it holds nothing (the connection is
+// about to park): the library keeps its pointer to br, so br itself stays, zeroed, until
+// restoreReadBuf gives it a new buffer. True: dropped.
+func (c *socket) dropReadBuf() bool {
+	if c.br == nil || c.br.Size() == 0 || c.br.Buffered() > 0 {
+		return false
+	}
+	*c.br = bufio.Reader{}
+	return true
+}
+
+// restoreReadBuf gives br a buffer again if dropReadBuf took it; the reader calls it
+// before anything reads br.
+func (c *socket) restoreReadBuf() {
+	if c.br != nil && c.br.Size() == 0 {
+		*c.br = *bufio.NewReaderSize(c, readBufferSize)
+	}
+}
+
 // readBufferSize is a connection's read buffer: client frames are small commands, and the
 // library reads larger payloads past the buffer. It only needs a frame header and a
 // control frame (at most 139 bytes), and must exceed 256 for the library to use it.
