@@ -239,6 +239,9 @@ func (c *Client) writeLoop() {
 		}
 		if c.phase == open && len(c.queue) == 0 && !c.pingDue.Load() && !c.t.Pending() {
 			if idle || gap <= 0 {
+				// Going idle: the queue's arrays go too (a busy client's writer lingers and
+				// keeps them; an idle one would hold them for nothing).
+				c.queue, c.spare = nil, nil
 				c.stopWriterLocked()
 				c.mu.Unlock()
 				return
