@@ -29,44 +29,40 @@ type Transport interface {
 // client whose queue overflows is evicted (1013) instead of slowing its rooms. Its phase
 // and its writer's state are in lifecycle.go.
 type Client struct {
-	hub  *Hub
-	t    Transport
-	ping *time.Timer // sets pingDue and wakes the writer every PingInterval
+	hub *Hub
+	t   Transport
+
+	// The small fields are packed together: the struct fits the 192-byte size class.
+	pingDue  atomic.Bool // set by the hub's ping wheel (ping.go): the writer sends a ping
+	pingSlot int32       // where the client waits in the ping wheel (-1: not there); pingWheel.mu
+	pingIdx  int32
 
 	mu        sync.Mutex
 	phase     phase
 	writer    writerState
+	credit    int8     // writes a quiet client may still make at once (writeBudget)
+	busy      bool     // over writeBudget: one write per flush interval (writeBudget)
 	queue     [][]byte // complete server frames
 	spare     [][]byte
 	closeCode int
 	closeText string
 	lastWrite time.Time // when frames last went out
-	credit    int8      // writes a quiet client may still make at once (writeBudget)
-	busy      bool      // over writeBudget: one write per flush interval (writeBudget)
-	pingDue   atomic.Bool
-	subs      []*sub // a few at most (MaxSubs); changed only by addSub, removeSub, takeSubs
+	subs      []*sub    // a few at most (MaxSubs); changed only by addSub, removeSub, takeSubs
 
 	drained  chan struct{} // made by the first waitRoom: the writer wrote a batch
 	readDone chan struct{} // made by a closing writer that waits for the reader's end
-	done     chan struct{} // the connection is closed
+	done     chan struct{} // made by the first Done: closed once the connection is closed
 }
 
 func newClient(h *Hub, t Transport) *Client {
-	c := &Client{hub: h, t: t, done: make(chan struct{})}
+	c := &Client{hub: h, t: t, pingSlot: -1, pingIdx: -1}
 	// The first ping comes after a random half to whole interval, so that clients that
 	// connected together (after a restart, say) are not all pinged at the same instant.
 	first := h.cfg.PingInterval
 	if half := first / 2; half > 0 {
 		first = half + rand.N(half)
 	}
-	c.mu.Lock() // the timer's writer reads c.ping: set it before the timer can take mu
-	c.ping = time.AfterFunc(first, func() {
-		c.pingDue.Store(true)
-		c.mu.Lock()
-		c.wakeLocked()
-		c.mu.Unlock()
-	})
-	c.mu.Unlock()
+	h.pings.schedule(c, first)
 	return c
 }
 
@@ -243,6 +239,9 @@ func (c *Client) writeLoop() {
 		}
 		if c.phase == open && len(c.queue) == 0 && !c.pingDue.Load() && !c.t.Pending() {
 			if idle || gap <= 0 {
+				// Going idle: the queue's arrays go too (a busy client's writer lingers and
+				// keeps them; an idle one would hold them for nothing).
+				c.queue, c.spare = nil, nil
 				c.stopWriterLocked()
 				c.mu.Unlock()
 				return
@@ -278,7 +277,7 @@ func (c *Client) writeLoop() {
 		sendPing := c.pingDue.Swap(false)
 		err := c.t.WriteMany(batch, sendPing)
 		if sendPing {
-			c.ping.Reset(c.hub.cfg.PingInterval)
+			c.hub.pings.schedule(c, c.hub.cfg.PingInterval)
 		}
 		if len(batch) > 0 {
 			c.hub.metrics.deliveries.Add(float64(len(batch)))
@@ -311,6 +310,7 @@ func (c *Client) giveBack(batch [][]byte) {
 
 // waitRoom blocks until at most limit frames are queued, the client closes or done fires.
 func (c *Client) waitRoom(limit int, done <-chan struct{}) bool {
+	ended := c.Done()
 	for {
 		c.mu.Lock()
 		n, closed := len(c.queue), c.phase != open
@@ -327,7 +327,7 @@ func (c *Client) waitRoom(limit int, done <-chan struct{}) bool {
 		}
 		select {
 		case <-drained:
-		case <-c.done:
+		case <-ended:
 			return false
 		case <-done:
 			return false

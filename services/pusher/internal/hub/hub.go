@@ -13,7 +13,8 @@
 // package (one connection's protocol) joins clients, subscribes them and ends them; each
 // client writes through a Transport (the transport package's socket).
 //
-// Lock order: Hub.mu → room.mu → Client.mu → the transport's write lock. Hub.mu takes a
+// Lock order: Hub.mu → room.mu → Client.mu → the transport's write lock; the ping wheel's
+// lock before Client.mu (ping.go). Hub.mu takes a
 // room's lock only with TryLock (an eviction pass, budget.go), so it never waits on a room. The fan-out (Fanout) holds a room's
 // lock, takes each subscriber's client lock once, and only TryLocks the transport's write
 // lock (a non-blocking write, or the queue): it never waits on a socket.
@@ -138,13 +139,16 @@ type Hub struct {
 	peakRooms int    // most rooms the map held since it was last rebuilt
 	clients   map[*Client]struct{}
 	closing   bool
+
+	pings *pingWheel // every client's next ping (ping.go)
 }
 
 // New returns a hub whose feed delivers every message after seq start of the stream
 // created at epoch.
 func New(cfg Config, start uint64, epoch time.Time, backlog Backlog, reg prometheus.Registerer, log *slog.Logger) *Hub {
 	h := &Hub{cfg: cfg, backlog: backlog, log: log, metrics: newMetrics(reg), start: start,
-		budget: cfg.windowBytes(), floorMark: start, rooms: make(map[string]*room), clients: make(map[*Client]struct{})}
+		budget: cfg.windowBytes(), floorMark: start, rooms: make(map[string]*room), clients: make(map[*Client]struct{}),
+		pings: newPingWheel(cfg.PingInterval)}
 	h.registerBudgetMetrics(reg)
 	h.head.Store(start)
 	h.epoch.Store(chat.EpochID(epoch))
@@ -224,7 +228,7 @@ func (h *Hub) Join(t Transport) (*Client, bool) {
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		c.ping.Stop()
+		h.pings.unschedule(c)
 		return nil, false
 	}
 	h.clients[c] = struct{}{}
@@ -245,7 +249,7 @@ func (h *Hub) Leave(c *Client) {
 	for _, s := range c.takeSubs() {
 		h.unsubscribe(s)
 	}
-	<-c.done
+	<-c.Done()
 }
 
 // clientList is a snapshot of the registered clients, to act on without Hub.mu.
@@ -301,7 +305,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	for _, c := range clients {
 		select {
-		case <-c.done:
+		case <-c.Done():
 		case <-ctx.Done():
 			return ctx.Err()
 		}

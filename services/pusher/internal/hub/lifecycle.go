@@ -15,7 +15,7 @@ package hub
 // for the reader's end so that the peer can answer, and closes the socket. readerGone:
 // the reader ended (the peer left, broke the protocol, or answered our close); the writer
 // closes the socket, after the close frame if one was asked for (also after this point).
-// ended: the socket is closed and done is closed; nothing changes any more.
+// ended: the socket is closed and done (if made) is closed; nothing changes any more.
 //
 // The writer goroutine's state, orthogonal to the phase:
 //
@@ -121,13 +121,26 @@ func (c *Client) stopWriterLocked() { c.writer = writerStopped }
 // end closes the connection (with a close frame when code is not 0, waiting for wait as
 // Transport.Close does); the writer calls it once, as its last act.
 func (c *Client) end(code int, text string, wait <-chan struct{}) {
-	c.ping.Stop()
+	c.hub.pings.unschedule(c)
 	c.t.Close(code, text, wait)
 	c.mu.Lock()
 	c.phase, c.writer, c.queue = ended, writerStopped, nil
+	if c.done != nil {
+		close(c.done)
+	}
 	c.mu.Unlock()
-	close(c.done)
 }
 
-// Done is closed once the connection is closed.
-func (c *Client) Done() <-chan struct{} { return c.done }
+// Done is closed once the connection is closed. The channel is made on demand: an idle
+// connection's never is until it ends (a channel is ~0.1 KiB of heap per connection).
+func (c *Client) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.phase == ended {
+			close(c.done)
+		}
+	}
+	return c.done
+}

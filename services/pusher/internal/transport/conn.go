@@ -133,6 +133,7 @@ func (c *Conn) awaitMessage() (parked bool) {
 	if br == nil || !c.s.sys.ok() {
 		return false
 	}
+	c.s.restoreReadBuf() // a parked connection's buffer was dropped (park_linux.go)
 	for {
 		buf, _ := br.Peek(br.Buffered())
 		n := pongLen(buf)

@@ -41,17 +41,26 @@ func TestParkedConnectionWakes(t *testing.T) {
 		c.SetPongHandler(func() error { pongs++; return nil })
 		errs, msgs := parkedRead(c)
 		waitParked(t, c)
+		wantReadBuf(t, c, false) // empty: dropped while parked
 		if _, err := nc.Write(clientFrameOp(0x8a, "")); err != nil {
 			t.Fatal(err)
 		}
 		waitParked(t, c) // the pong woke it; it parked again
-		if _, err := nc.Write(clientFrameOp(0x81, "hi")); err != nil {
+		wantReadBuf(t, c, false)
+		// Half a pong: kept in the buffer while parked, completed by the next bytes.
+		pong := clientFrameOp(0x8a, "x")
+		if _, err := nc.Write(pong[:3]); err != nil {
+			t.Fatal(err)
+		}
+		waitParkedWith(t, c, 3)
+		wantReadBuf(t, c, true)
+		if _, err := nc.Write(append(pong[3:], clientFrameOp(0x81, "hi")...)); err != nil {
 			t.Fatal(err)
 		}
 		select {
 		case p := <-msgs:
-			if string(p) != "hi" || pongs != 1 {
-				t.Fatalf("message %q after %d pongs, want hi after 1", p, pongs)
+			if string(p) != "hi" || pongs != 2 {
+				t.Fatalf("message %q after %d pongs, want hi after 2", p, pongs)
 			}
 		case err := <-errs:
 			t.Fatal(err)
@@ -100,5 +109,33 @@ func waitParked(t *testing.T, c *Conn) {
 		if time.Now().After(deadline) {
 			t.Fatal("the connection did not park")
 		}
+	}
+}
+
+// waitParkedWith waits until c is parked with n bytes in its read buffer.
+func waitParkedWith(t *testing.T, c *Conn, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		poller.mu.Lock()
+		parked := c.s.idle.parked && c.s.br.Buffered() == n
+		poller.mu.Unlock()
+		if parked {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection did not park with %d bytes buffered", n)
+		}
+	}
+}
+
+// wantReadBuf checks, while c is parked, whether its read buffer is kept (it holds the
+// start of a frame) or was dropped (it was empty).
+func wantReadBuf(t *testing.T, c *Conn, kept bool) {
+	t.Helper()
+	poller.mu.Lock()
+	size := c.s.br.Size()
+	poller.mu.Unlock()
+	if kept != (size > 0) {
+		t.Fatalf("parked with a read buffer of %d bytes, want kept: %v", size, kept)
 	}
 }

@@ -19,12 +19,12 @@ import (
 type socket struct {
 	net.Conn
 	mu       sync.Mutex
-	closed   bool // Close was called
-	batching bool
+	closed   bool        // Close was called
+	batching bool        // (the small fields together: Conn fits a smaller size class)
+	hasTail  atomic.Bool // len(tail) > 0, readable without mu
 	bufp     *[]byte     // from batchBufs while a batch is open
 	deadline time.Time   // the write deadline last set on Conn
 	tail     []byte      // the unwritten end of a frame a non-blocking write began
-	hasTail  atomic.Bool // len(tail) > 0, readable without mu
 	werr     error       // a non-blocking write failed: the connection is broken
 
 	br  *bufio.Reader // the websocket library's read buffer (see hijacker)
@@ -221,6 +221,25 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// fails if a gorilla release stops doing so.
 	s.br = bufio.NewReaderSize(s, readBufferSize)
 	return s, bufio.NewReadWriter(s.br, brw.Writer), nil
+}
+
+// dropReadBuf lets the read buffer's memory go if it holds nothing (the connection is
+// about to park): the library keeps its pointer to br, so br itself stays, zeroed, until
+// restoreReadBuf gives it a new buffer. True: dropped.
+func (c *socket) dropReadBuf() bool {
+	if c.br == nil || c.br.Size() == 0 || c.br.Buffered() > 0 {
+		return false
+	}
+	*c.br = bufio.Reader{}
+	return true
+}
+
+// restoreReadBuf gives br a buffer again if dropReadBuf took it; the reader calls it
+// before anything reads br.
+func (c *socket) restoreReadBuf() {
+	if c.br != nil && c.br.Size() == 0 {
+		*c.br = *bufio.NewReaderSize(c, readBufferSize)
+	}
 }
 
 // readBufferSize is a connection's read buffer: client frames are small commands, and the

@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"math"
 	"syscall"
 	"unsafe"
 )
@@ -22,12 +23,13 @@ type sysConn struct {
 
 	// write's argument and result (bytes written, or -errno), passed through fields
 	// because writeFn is made once per connection: a closure per write would allocate.
-	// Used under socket.mu only.
+	// Used under socket.mu only. res is an int32 next to peekBuf (write passes at most
+	// math.MaxInt32 bytes): the socket then fits a smaller allocator size class.
 	p       []byte
-	res     int
 	writeFn func(fd uintptr) bool
 
 	readable func(fd uintptr) bool // awaitMessage's check, made once
+	res      int32
 	peekBuf  [1]byte
 }
 
@@ -39,9 +41,9 @@ func (s *sysConn) init(raw syscall.RawConn) {
 		// of writes in a row went through the scheduler's system-call entry and exit: 5 %
 		// of the pusher's CPU in that room (A/B, README).
 		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.p))), uintptr(len(s.p)))
-		s.res = int(r)
+		s.res = int32(r)
 		if errno != 0 {
-			s.res = -int(errno)
+			s.res = -int32(errno)
 		}
 		return true // never wait for the socket: the caller queues instead
 	}
@@ -61,9 +63,9 @@ func (s *sysConn) ok() bool { return s.raw != nil }
 // (socket buffer full, the connection closing, or its deadline passed); err: the
 // connection is broken.
 func (s *sysConn) write(p []byte) (n int, err error) {
-	s.p = p
+	s.p = p[:min(len(p), math.MaxInt32)] // the rest, if any, is a partial write's tail
 	rerr := s.raw.Write(s.writeFn)
-	n, errno := s.res, syscall.Errno(0)
+	n, errno := int(s.res), syscall.Errno(0)
 	if n < 0 {
 		n, errno = 0, syscall.Errno(-n)
 	}
