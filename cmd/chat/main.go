@@ -113,10 +113,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 		return err
 	}
 	natsURL, mongoURI := cfg.NATSURL, cfg.MongoURI
-	// The process's own connection to NATS: with the server embedded, in process (no
-	// sockets: each publish, ack and delivery is a pipe handoff instead of loopback TCP
-	// syscalls on both sides); the TCP listener stays for other processes.
-	var inProcess []nats.Option
 	if natsURL == "" {
 		host, port, err := splitAddr(cfg.EmbeddedNATSAddr)
 		if err != nil {
@@ -131,7 +127,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 			ns.WaitForShutdown()
 		}()
 		natsURL = ns.ClientURL()
-		inProcess = append(inProcess, nats.InProcessServer(ns))
 		log.Info("embedded nats", "url", natsURL, "store", filepath.Join(cfg.DataDir, "nats"))
 	}
 	if mongoURI == "" {
@@ -153,8 +148,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 	// The api's posts share the connection: no buffering while reconnecting, so a 503
 	// never publishes later (as in services/api). Like the pusher, the first connect is
 	// retried like a reconnect.
-	nc, err := natsconn.Connect(natsCfg, "chat-all-in-one", log,
-		append(inProcess, nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))...)
+	nc, err := natsconn.Connect(natsCfg, "chat-all-in-one", log, nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return err
 	}
