@@ -41,7 +41,7 @@ type Config struct {
 	// BatchSize is the most messages stored with one MongoDB insert.
 	BatchSize int `envconfig:"BATCH_SIZE" default:"500"`
 	// BatchWait is the least time between the starts of two inserts; what arrives
-	// meanwhile joins the next one (a message after a quiet spell is written within 5ms).
+	// meanwhile joins the next one (a message after a quiet spell is written 20ms after it came).
 	BatchWait time.Duration `envconfig:"BATCH_WAIT" default:"100ms"`
 	// MaxAckPending bounds the messages delivered and not yet acked over all replicas.
 	MaxAckPending int `envconfig:"MAX_ACK_PENDING" default:"20000"`
