@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/chatrt/chat/harness/chattest"
-	"github.com/chatrt/chat/pkg/buildinfo"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/pkg/diag"
 	"github.com/chatrt/chat/pkg/natsconn"
@@ -47,7 +44,7 @@ func TestServeAndShutdown(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, "api never became ready")
-	checkBuildInfo(t, base, "api")
+	chattest.CheckBuildInfo(t, base, "api")
 	resp, err := http.Post(base+"/messages", "application/json", strings.NewReader(`{"name":"a","message":"b"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -68,33 +65,6 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Fatal("still serving after shutdown")
-	}
-}
-
-// checkBuildInfo: the running service says which build it is, on /metrics
-// (chat_build_info{service,version,commit} 1) and in /healthz's body.
-func checkBuildInfo(t *testing.T, base, service string) {
-	t.Helper()
-	bi := buildinfo.Read()
-	res, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	want := fmt.Sprintf(`chat_build_info{commit=%q,service=%q,version=%q} 1`, bi.Commit(), service, bi.Version)
-	if !strings.Contains(string(metrics), want+"\n") {
-		t.Errorf("/metrics lacks %s", want)
-	}
-	res, err = http.Get(base + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var h map[string]string
-	if err := json.NewDecoder(res.Body).Decode(&h); err != nil || res.StatusCode != http.StatusOK ||
-		h["status"] != "ok" || h["version"] != bi.Version || h["commit"] != bi.Commit() || bi.Version == "" {
-		t.Errorf("/healthz %d %v (%v), want status ok, version %q, commit %q", res.StatusCode, h, err, bi.Version, bi.Commit())
 	}
 }
 
