@@ -13,14 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/browsertest"
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/oklog/ulid/v2"
 )
-
-const chromiumPath = "/usr/bin/chromium"
 
 // TestBrowserUI drives the real UI in two tabs of headless Chromium against the whole
 // system: a message sent in one tab shows up in the other, markup is shown as text and
@@ -243,31 +242,7 @@ func TestBrowserUIWithAuth(t *testing.T) {
 // Chromium it skips, or fails when CI is set.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium is required in CI (apt-get install chromium): %v", err)
-		}
-		t.Skipf("no chromium (apt-get install chromium): %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	t.Cleanup(cancel)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 800),
-	)
-	t.Cleanup(cancelAlloc)
-	return allocCtx
+	return browsertest.Allocator(t, 60*time.Second, 1100, 800)
 }
 
 // newTab opens a tab: the browser's first when parent is newBrowser's context, else a tab

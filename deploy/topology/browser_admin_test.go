@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/browsertest"
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chromedp/cdproto/page"
@@ -19,8 +19,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go"
 )
-
-const chromiumPath = "/usr/bin/chromium"
 
 // adminPageInBrowser opens /admin through nginx in headless Chromium (auth off: nginx on
 // loopback is the api's loopback peer) and waits until the page lists every api,
@@ -125,30 +123,7 @@ type adminTab struct {
 // skips, or fails when CI is set.
 func newAdminTab(t *testing.T) *adminTab {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium is required in CI (apt-get install chromium): %v", err)
-		}
-		t.Skipf("no chromium (apt-get install chromium): %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	t.Cleanup(cancel)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 900),
-	)
-	t.Cleanup(cancelAlloc)
+	allocCtx := browsertest.Allocator(t, 2*time.Minute, 1400, 900)
 	tabCtx, cancelTab := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancelTab)
 	tb := &adminTab{t: t, ctx: tabCtx}
