@@ -77,7 +77,6 @@ require (
 	modernc.org/libc v1.55.3 // indirect
 	modernc.org/mathutil v1.6.0 // indirect
 	modernc.org/memory v1.8.0 // indirect
-	modernc.org/sqlite v1.32.0 // indirect
 	modernc.org/strutil v1.2.0 // indirect
 	modernc.org/token v1.1.0 // indirect
 )
@@ -86,6 +85,7 @@ require (
 	github.com/chatrt/chat/pkg v0.0.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/prometheus/client_golang v1.22.0
+	modernc.org/sqlite v1.32.0
 )
 
 replace github.com/chatrt/chat/pkg => ../pkg

@@ -77,6 +77,8 @@ type Ferret struct {
 }
 
 // StartFerret starts FerretDB with the SQLite handler and waits until it accepts connections.
+// Beside it runs an indexer that makes FerretDB's lookups by _id use an index
+// (idindex.go).
 func StartFerret(o FerretOptions) (*Ferret, error) {
 	if o.Dir == "" {
 		return nil, fmt.Errorf("start ferretdb: Dir is required")
@@ -105,9 +107,15 @@ func StartFerret(o FerretOptions) (*Ferret, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	fd := &Ferret{cancel: cancel, done: make(chan struct{})}
+	indexed := make(chan struct{})
+	go func() {
+		defer close(indexed)
+		newIDIndexer(dir, o.Logger).Run(ctx)
+	}()
 	go func() {
 		defer close(fd.done)
 		_ = f.Run(ctx)
+		<-indexed
 	}()
 	fd.uri = f.MongoDBURI()
 	host, port, _ := net.SplitHostPort(fd.uri[len("mongodb://") : len(fd.uri)-1])

@@ -1,0 +1,136 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the driver FerretDB itself uses ("sqlite"), one SQLite in the process
+)
+
+// FerretDB v1's SQLite backend indexes _id with the expression _ferretdb_sjson->"_id"
+// (a unique index, which keeps inserts' duplicate check cheap), but looks documents up
+// with _ferretdb_sjson->'$._id' (backends/sqlite/metadata: IDColumn): the same value,
+// another expression, so SQLite never uses that index for a find, an update or a delete
+// by _id. Each of those scanned the whole table, and an update by _id did it inside its
+// write transaction, holding SQLite's one write lock for the scan. The store's FerretDB
+// path (pkg/history: every write by exact _id) and the fault tests depended on lookups by
+// _id being cheap: under CPU contention, with a few thousand messages, writes queued on
+// the lock past the persister's write timeout, were rolled back and retried, and history
+// stopped growing for minutes (the topology test's "not stored" failures).
+//
+// idIndexer adds, beside FerretDB's own, an index on exactly the lookup's expression to
+// every collection's table. SQLite then answers FerretDB's SELECT, UPDATE and DELETE by
+// _id from it (EXPLAIN QUERY PLAN: SEARCH ... USING INDEX). FerretDB keeps its index
+// metadata in _ferretdb_collections and never sees this one; dropping a collection drops
+// its table with every index on it.
+type idIndexer struct {
+	dir string
+	log *slog.Logger
+	dbs map[string]*sql.DB // by file path
+}
+
+// idIndexInterval is how often idIndexer looks for new collections. FerretDB creates a
+// collection's table when it is first used; a lookup by _id until the next sweep scans,
+// which only matters once the collection holds thousands of documents.
+const idIndexInterval = 200 * time.Millisecond
+
+// idIndexPrefix starts the names of idIndexer's indexes. FerretDB names its own indexes
+// after their table ("<table>_<index>"), and no table name starts with its reserved
+// prefix "_ferretdb_".
+const idIndexPrefix = "_ferretdb_idpath_"
+
+func newIDIndexer(dir string, log *slog.Logger) *idIndexer {
+	return &idIndexer{dir: dir, log: log, dbs: map[string]*sql.DB{}}
+}
+
+// Run sweeps every idIndexInterval until ctx is done, then closes its connections.
+func (x *idIndexer) Run(ctx context.Context) {
+	defer x.close()
+	t := time.NewTicker(idIndexInterval)
+	defer t.Stop()
+	for {
+		if err := x.sweep(ctx); err != nil && ctx.Err() == nil {
+			x.log.Warn("ferretdb _id lookup index", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweep indexes the tables of every database file that lack the index.
+func (x *idIndexer) sweep(ctx context.Context) error {
+	files, err := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
+	if err != nil {
+		return fmt.Errorf("list databases: %w", err)
+	}
+	var errs []error
+	for _, f := range files {
+		if err := x.sweepFile(ctx, f); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", filepath.Base(f), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (x *idIndexer) sweepFile(ctx context.Context, file string) error {
+	db, ok := x.dbs[file]
+	if !ok {
+		// FerretDB's own settings for the file (uri.go): wait for the write lock rather than
+		// fail at once; the journal is already WAL.
+		var err error
+		db, err = sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			return fmt.Errorf("open: %w", err)
+		}
+		db.SetMaxOpenConns(1)
+		x.dbs[file] = db
+	}
+	// The tables without the index. A file FerretDB is still creating has no metadata
+	// table yet: nothing to do until the next sweep.
+	rows, err := db.QueryContext(ctx, `SELECT c.table_name FROM _ferretdb_collections c
+		WHERE NOT EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'index' AND m.name = ? || c.table_name)`,
+		idIndexPrefix)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return nil
+		}
+		return fmt.Errorf("list tables: %w", err)
+	}
+	var tables []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return fmt.Errorf("list tables: %w", err)
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	for _, t := range tables {
+		// A collection dropped since the query above takes its table with it.
+		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (_ferretdb_sjson->'$._id')`, idIndexPrefix+t, t)
+		if _, err := db.ExecContext(ctx, q); err != nil && !strings.Contains(err.Error(), "no such table") {
+			return fmt.Errorf("index %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+func (x *idIndexer) close() {
+	for f, db := range x.dbs {
+		_ = db.Close()
+		delete(x.dbs, f)
+	}
+}
