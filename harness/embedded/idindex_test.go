@@ -29,7 +29,7 @@ func lookupPlan(t *testing.T, file, collection string) string {
 	if err := db.QueryRow(`SELECT table_name FROM _ferretdb_collections WHERE name = ?`, collection).Scan(&table); err != nil {
 		return "no table: " + err.Error()
 	}
-	rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM "` + table + `" WHERE _ferretdb_sjson->'$._id' = ?`, `"a"`)
+	rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM "`+table+`" WHERE _ferretdb_sjson->'$._id' = ?`, `"a"`)
 	if err != nil {
 		t.Fatal(err)
 	}
