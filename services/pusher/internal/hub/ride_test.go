@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/chat"
 	"github.com/chatrt/chat/services/pusher/internal/transport"
 )
@@ -57,20 +58,15 @@ func (t *writesTransport) got() []string {
 // the test expects first.
 func (t *writesTransport) settleSubscribed(tb testing.TB) {
 	tb.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+	chattest.Eventually(tb, 5*time.Second, func() bool {
 		t.mu.Lock()
-		all := strings.Join(t.writes, "+")
-		if all == "subscribed+subscribed" {
-			t.writes = []string{all}
+		defer t.mu.Unlock()
+		if strings.Join(t.writes, "+") != "subscribed+subscribed" {
+			return false
 		}
-		t.mu.Unlock()
-		if all == "subscribed+subscribed" {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("writes %q, want two subscribed frames", t.got())
-		}
-	}
+		t.writes = []string{"subscribed+subscribed"}
+		return true
+	}, "want two subscribed frames")
 }
 
 func (t *writesTransport) waitFor(tb testing.TB, want ...string) {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/chatrt/chat/harness/chattest"
 )
 
 // parkedRead reads c like the session does: ReadMessage, and after ErrParked again on
@@ -99,33 +101,21 @@ func TestParkedConnectionWakes(t *testing.T) {
 // waitParked waits until c is parked in the idle poller.
 func waitParked(t *testing.T, c *Conn) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		poller.mu.Lock()
-		parked := c.s.idle.parked
-		poller.mu.Unlock()
-		if parked {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the connection did not park")
-		}
-	}
+	chattest.Eventually(t, 5*time.Second, func() bool { return parkedWith(c, -1) }, "the connection did not park")
 }
 
 // waitParkedWith waits until c is parked with n bytes in its read buffer.
 func waitParkedWith(t *testing.T, c *Conn, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		poller.mu.Lock()
-		parked := c.s.idle.parked && c.s.br.Buffered() == n
-		poller.mu.Unlock()
-		if parked {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the connection did not park with %d bytes buffered", n)
-		}
-	}
+	chattest.Eventually(t, 5*time.Second, func() bool { return parkedWith(c, n) },
+		"the connection did not park with %d bytes buffered", n)
+}
+
+// parkedWith reports whether c is parked with n bytes in its read buffer (any when n < 0).
+func parkedWith(c *Conn, n int) bool {
+	poller.mu.Lock()
+	defer poller.mu.Unlock()
+	return c.s.idle.parked && (n < 0 || c.s.br.Buffered() == n)
 }
 
 // wantReadBuf checks, while c is parked, whether its read buffer is kept (it holds the
