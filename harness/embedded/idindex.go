@@ -94,29 +94,9 @@ func (x *idIndexer) sweepFile(ctx context.Context, file string) error {
 		db.SetMaxOpenConns(1)
 		x.dbs[file] = db
 	}
-	// The tables without the index. A file FerretDB is still creating has no metadata
-	// table yet: nothing to do until the next sweep.
-	rows, err := db.QueryContext(ctx, `SELECT c.table_name FROM _ferretdb_collections c
-		WHERE NOT EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'index' AND m.name = ? || c.table_name)`,
-		idIndexPrefix)
+	tables, err := unindexed(ctx, db)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such table") {
-			return nil
-		}
-		return fmt.Errorf("list tables: %w", err)
-	}
-	var tables []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			rows.Close()
-			return fmt.Errorf("list tables: %w", err)
-		}
-		tables = append(tables, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list tables: %w", err)
+		return err
 	}
 	for _, t := range tables {
 		// A collection dropped since the query above takes its table with it.
@@ -126,6 +106,33 @@ func (x *idIndexer) sweepFile(ctx context.Context, file string) error {
 		}
 	}
 	return nil
+}
+
+// unindexed returns the collection tables in db without the index. A file FerretDB is
+// still creating has no metadata table yet: nothing to do until the next sweep.
+func unindexed(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT c.table_name FROM _ferretdb_collections c
+		WHERE NOT EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'index' AND m.name = ? || c.table_name)`,
+		idIndexPrefix)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("list tables: %w", err)
+		}
+		tables = append(tables, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	return tables, nil
 }
 
 func (x *idIndexer) close() {
