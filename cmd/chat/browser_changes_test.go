@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/browsertest"
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chromedp/chromedp"
@@ -45,13 +46,13 @@ const msgSummary = `(id) => {
 // waitMsg waits until the page shows message id as want (see msgSummary).
 func (tb *tab) waitMsg(id, want string) {
 	tb.t.Helper()
-	_, err := chromedp.Run(tb.ctx, chromedp.PollFunction[chromedp.Void](
+	_, err := browsertest.Run(tb.ctx, chromedp.PollFunction[chromedp.Void](
 		`(id, want) => (`+msgSummary+`)(id) === want`,
 		chromedp.WithPollingArgs(id, want),
 		chromedp.WithPollingInterval(50*time.Millisecond),
 		chromedp.WithPollingTimeout(15*time.Second)))
 	if err != nil {
-		got, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`(`+msgSummary+`)(`+jsString(id)+`)`))
+		got, _ := browsertest.Run(tb.ctx, chromedp.Evaluate[string](`(`+msgSummary+`)(`+jsString(id)+`)`))
 		tb.t.Fatalf("tab %s: message %s shows %q, want %q: %v\n%s", tb.name, id, got, want, err, tb.dump())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/browsertest"
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chatrt/chat/pkg/auth"
 	"github.com/chromedp/chromedp"
@@ -105,7 +106,7 @@ func (o *otherOrigin) setPage(t *testing.T, cfg pageConfig) {
 // as a string.
 func (tb *tab) await(expr string) string {
 	tb.t.Helper()
-	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`Promise.resolve(`+expr+`).then(String)`, chromedp.EvalAwaitPromise))
+	v, err := browsertest.Run(tb.ctx, chromedp.Evaluate[string](`Promise.resolve(`+expr+`).then(String)`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		tb.t.Fatalf("tab %s: evaluate %s: %v\n%s", tb.name, expr, err, tb.dump())
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrt/chat/harness/browsertest"
 	"github.com/chatrt/chat/harness/chattest"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -280,7 +281,7 @@ const presenceShown = `(() => {
 // waitPresence waits until the page shows want (see presenceShown).
 func (tb *tab) waitPresence(want string) {
 	tb.t.Helper()
-	_, err := chromedp.Run(tb.ctx, chromedp.Poll[chromedp.Void](presenceShown+` === `+jsString(want),
+	_, err := browsertest.Run(tb.ctx, chromedp.Poll[chromedp.Void](presenceShown+` === `+jsString(want),
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
 	if err != nil {
 		tb.t.Fatalf("tab %s: presence shows %q, want %q: %v", tb.name, tb.eval(presenceShown), want, err)

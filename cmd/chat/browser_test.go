@@ -304,7 +304,7 @@ func (tb *tab) send(steps ...chromedp.Action[chromedp.Void]) {
 // eval evaluates a JavaScript expression and returns its value as a string.
 func (tb *tab) eval(expr string) string {
 	tb.t.Helper()
-	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`String((`+expr+`))`))
+	v, err := browsertest.Run(tb.ctx, chromedp.Evaluate[string](`String((`+expr+`))`))
 	if err != nil {
 		tb.t.Fatalf("tab %s: evaluate %s: %v", tb.name, expr, err)
 	}
@@ -313,7 +313,7 @@ func (tb *tab) eval(expr string) string {
 
 func (tb *tab) value(id string) string {
 	tb.t.Helper()
-	v, err := chromedp.Run(tb.ctx, chromedp.Value(chromedp.ID(id)))
+	v, err := browsertest.Run(tb.ctx, chromedp.Value(chromedp.ID(id)))
 	if err != nil {
 		tb.t.Fatalf("tab %s: value of #%s: %v", tb.name, id, err)
 	}
@@ -323,7 +323,7 @@ func (tb *tab) value(id string) string {
 // poll waits until the JavaScript expression is truthy.
 func (tb *tab) poll(expr string) {
 	tb.t.Helper()
-	_, err := chromedp.Run(tb.ctx, chromedp.Poll[chromedp.Void](expr,
+	_, err := browsertest.Run(tb.ctx, chromedp.Poll[chromedp.Void](expr,
 		chromedp.WithPollingInterval(50*time.Millisecond),
 		chromedp.WithPollingTimeout(15*time.Second)))
 	if err != nil {
@@ -339,7 +339,7 @@ func (tb *tab) waitLive() {
 // waitTexts waits until the message list shows exactly these texts, in this order.
 func (tb *tab) waitTexts(texts ...string) {
 	tb.t.Helper()
-	_, err := chromedp.Run(tb.ctx, chromedp.PollFunction[chromedp.Void](
+	_, err := browsertest.Run(tb.ctx, chromedp.PollFunction[chromedp.Void](
 		`(want) => { const got = [...document.querySelectorAll('#messages li .text')].map((e) => e.textContent);
 			return got.length === want.length && got.every((s, i) => s === want[i]); }`,
 		chromedp.WithPollingArgs(texts),
@@ -354,7 +354,7 @@ func (tb *tab) waitTexts(texts ...string) {
 func (tb *tab) dump() string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(tb.ctx), 3*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+	s, err := browsertest.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
 		url: location.href,
 		state: document.getElementById('state').textContent,
 		error: document.getElementById('error').textContent,

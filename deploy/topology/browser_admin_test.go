@@ -158,7 +158,7 @@ func (tb *adminTab) do(steps ...chromedp.Action[chromedp.Void]) {
 // poll waits until the JavaScript expression is truthy.
 func (tb *adminTab) poll(expr string) {
 	tb.t.Helper()
-	_, err := chromedp.Run(tb.ctx, chromedp.Poll[chromedp.Void](expr,
+	_, err := browsertest.Run(tb.ctx, chromedp.Poll[chromedp.Void](expr,
 		chromedp.WithPollingInterval(100*time.Millisecond),
 		chromedp.WithPollingTimeout(20*time.Second)))
 	if err != nil {
@@ -179,7 +179,7 @@ func (tb *adminTab) checkNoExceptions() {
 func (tb *adminTab) dump() string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(tb.ctx), 3*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+	s, err := browsertest.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
 		url: location.href,
 		status: document.getElementById('status')?.textContent,
 		nodes: [...document.querySelectorAll('#nodes tbody tr')].map((r) => [...r.cells].slice(0, 6).map((c) => c.textContent).join(' | ')),

@@ -4,10 +4,12 @@ package browsertest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	"github.com/chromedp/chromedp"
 )
 
@@ -44,4 +46,36 @@ func Allocator(t testing.TB, timeout time.Duration, width, height int) context.C
 	)
 	t.Cleanup(cancelAlloc)
 	return allocCtx
+}
+
+// Run runs a JavaScript action (Evaluate, Poll, Value) in the tab of ctx like chromedp.Run,
+// and runs it again while Chromium answers that the page's JavaScript context is gone.
+//
+// chromedp learns of a page's new JavaScript context from events it handles apart from the
+// load event Navigate and Reload wait for, so an action started just after them can still
+// name the previous page's context, which the navigation destroyed: Chromium then refuses
+// the call ("Cannot find context with specified id", -32000) without running it (chromedp
+// issue #1139; puppeteer #1325). The new context arrives within milliseconds; running the
+// action again then is what a user of the page would see. Other errors return at once.
+func Run[T any](ctx context.Context, action chromedp.Action[T]) (T, error) {
+	for try := 0; ; try++ {
+		v, err := chromedp.Run(ctx, action)
+		if err == nil || !contextGone(err) || try == contextGoneRetries {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// contextGoneRetries bounds Run's retries: 100 × 20 ms, far more than a navigation takes
+// to bring its new context, and a page that keeps navigating still fails the test.
+const contextGoneRetries = 100
+
+func contextGone(err error) bool {
+	var e *cdproto.Error
+	return errors.As(err, &e) && e.Code == -32000 && e.Message == "Cannot find context with specified id"
 }
