@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +35,15 @@ import (
 type idIndexer struct {
 	dir string
 	log *slog.Logger
-	dbs map[string]*sql.DB // by file path
+	dbs map[string]openFile // by file path
+}
+
+// openFile is idIndexer's connection to one database file, and which file it is: FerretDB
+// removes a dropped database's file, and a database created again under the same name is a
+// new file at the same path.
+type openFile struct {
+	db   *sql.DB
+	file os.FileInfo
 }
 
 // idIndexInterval is how often idIndexer looks for new collections. FerretDB creates a
@@ -46,7 +57,7 @@ const idIndexInterval = 200 * time.Millisecond
 const idIndexPrefix = "_ferretdb_idpath_"
 
 func newIDIndexer(dir string, log *slog.Logger) *idIndexer {
-	return &idIndexer{dir: dir, log: log, dbs: map[string]*sql.DB{}}
+	return &idIndexer{dir: dir, log: log, dbs: map[string]openFile{}}
 }
 
 // Run sweeps every idIndexInterval until ctx is done, then closes its connections.
@@ -78,22 +89,41 @@ func (x *idIndexer) sweep(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", filepath.Base(f), err))
 		}
 	}
+	for f, o := range x.dbs { // databases dropped since
+		if !slices.Contains(files, f) {
+			_ = o.db.Close()
+			delete(x.dbs, f)
+		}
+	}
 	return errors.Join(errs...)
 }
 
 func (x *idIndexer) sweepFile(ctx context.Context, file string) error {
-	db, ok := x.dbs[file]
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil // dropped since the listing
+	}
+	o, ok := x.dbs[file]
+	if ok && !os.SameFile(o.file, fi) {
+		_ = o.db.Close()
+		delete(x.dbs, file)
+		ok = false
+	}
 	if !ok {
+		if !inWALMode(file) {
+			return nil // FerretDB is still creating it: next sweep
+		}
 		// FerretDB's own settings for the file (uri.go): wait for the write lock rather than
-		// fail at once; the journal is already WAL.
-		var err error
-		db, err = sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
+		// fail at once. mode=rw: never create a file FerretDB has just removed.
+		db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
 		if err != nil {
 			return fmt.Errorf("open: %w", err)
 		}
 		db.SetMaxOpenConns(1)
-		x.dbs[file] = db
+		o = openFile{db: db, file: fi}
+		x.dbs[file] = o
 	}
+	db := o.db
 	tables, err := unindexed(ctx, db)
 	if err != nil {
 		return err
@@ -136,8 +166,27 @@ func unindexed(ctx context.Context, db *sql.DB) ([]string, error) {
 }
 
 func (x *idIndexer) close() {
-	for f, db := range x.dbs {
-		_ = db.Close()
+	for f, o := range x.dbs {
+		_ = o.db.Close()
 		delete(x.dbs, f)
 	}
+}
+
+// inWALMode reports whether file is an SQLite database in WAL mode (header bytes 18 and 19
+// are 2). FerretDB opens a new database file with journal_mode(wal), which writes that
+// header before anything else happens in the file. Until then idIndexer keeps away: a
+// reader of the fresh file in the old journal mode could hold the lock the switch to WAL
+// needs, and SQLite then leaves the journal mode as it was, without an error. In WAL mode
+// idIndexer's reads never block FerretDB's writes.
+func inWALMode(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false // dropped since the listing
+	}
+	defer f.Close()
+	var header [20]byte
+	if _, err := io.ReadFull(f, header[:]); err != nil {
+		return false // still being created
+	}
+	return header[18] == 2 && header[19] == 2
 }

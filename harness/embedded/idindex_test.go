@@ -47,8 +47,8 @@ func lookupPlan(t *testing.T, file, collection string) string {
 }
 
 // TestLookupsByIDUseAnIndex: every collection's table, in every database, whenever it
-// was created (also again after a drop), gets the index FerretDB's lookups by _id can
-// use, and the lookups still find what they should.
+// was created (also again after a drop of the collection or of its database), gets the
+// index FerretDB's lookups by _id can use, and the lookups still find what they should.
 func TestLookupsByIDUseAnIndex(t *testing.T) {
 	dir := t.TempDir()
 	f, err := embedded.StartFerret(embedded.FerretOptions{Dir: dir})
@@ -99,6 +99,15 @@ func TestLookupsByIDUseAnIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	indexed(coll)
+	// A dropped database's file goes; the database created again is a new file.
+	coll = colls[1]
+	if err := coll.Database().Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "d"}}); err != nil {
 		t.Fatal(err)
 	}
 	indexed(coll)
