@@ -186,8 +186,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) (
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dbg.Run(gctx) })
-	// The persister drains only after the api finished its in-flight posts, so what the
-	// api acknowledged last is stored before the process exits.
+	// The persister drains only after the api finished its in-flight posts, so the last
+	// posts the api acknowledged are stored before the process exits when they reached the
+	// persister by then (as they usually have); one still on its way from the stream to
+	// the persister stays in the stream and is stored at the next start.
 	apiDone := make(chan struct{})
 	persisterCtx, stopPersister := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopPersister()
