@@ -309,7 +309,14 @@ func TestSlowClientEvictedWithoutSlowingOthers(t *testing.T) {
 	e := newEnv(t, chat.DefaultStreamOptions())
 	cfg := defaultConfig()
 	cfg.Window = 8
-	cfg.QueueSize = 128
+	// The fast client reads all the time, but its frames wait in its queue for the
+	// writer, which a busy client gets once per flush interval: at the ~5,000 posts/s of
+	// this test, 128 frames were 25 ms of writer delay, which GC and the scheduler (NATS,
+	// JetStream and the pusher share this process's two cores) sometimes exceeded, and the
+	// fast client was evicted (3 runs in 15). 1024 frames (4 MB) is 200 ms; the slow client
+	// still overflows it well within the 16 MB: a socket nobody reads holds its initial
+	// receive buffer (128 KB) and at most tcp_wmem's 4 MB (Linux's defaults, and here).
+	cfg.QueueSize = 1024
 	// The slow client reads nothing until the end; its close frame then still has to get
 	// through behind what the kernel buffered, so give that write time.
 	cfg.WriteTimeout = time.Minute
