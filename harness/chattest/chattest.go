@@ -103,10 +103,17 @@ func (n *NATS) EnsureStreams(t testing.TB, js jetstream.JetStream) jetstream.Str
 }
 
 // Eventually polls cond every 10ms until it holds or timeout passes, then fails the test.
+// Its args are evaluated when it is called: a Later among them shows the state at the
+// deadline instead.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	EventuallyEvery(t, timeout, 10*time.Millisecond, cond, format, args...)
 }
+
+// Later prints as what f returns when it is printed.
+type Later func() string
+
+func (l Later) String() string { return l() }
 
 // EventuallyEvery is Eventually polling every interval: for conditions that cost the
 // system under test, such as counting a FerretDB collection (a full scan each time,
