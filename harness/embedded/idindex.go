@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -35,15 +34,6 @@ import (
 type idIndexer struct {
 	dir string
 	log *slog.Logger
-	dbs map[string]openFile // by file path
-}
-
-// openFile is idIndexer's connection to one database file, and which file it is: FerretDB
-// removes a dropped database's file, and a database created again under the same name is a
-// new file at the same path.
-type openFile struct {
-	db   *sql.DB
-	file os.FileInfo
 }
 
 // idIndexInterval is how often idIndexer looks for new collections. FerretDB creates a
@@ -57,12 +47,11 @@ const idIndexInterval = 200 * time.Millisecond
 const idIndexPrefix = "_ferretdb_idpath_"
 
 func newIDIndexer(dir string, log *slog.Logger) *idIndexer {
-	return &idIndexer{dir: dir, log: log, dbs: map[string]openFile{}}
+	return &idIndexer{dir: dir, log: log}
 }
 
-// Run sweeps every idIndexInterval until ctx is done, then closes its connections.
+// Run sweeps every idIndexInterval until ctx is done.
 func (x *idIndexer) Run(ctx context.Context) {
-	defer x.close()
 	t := time.NewTicker(idIndexInterval)
 	defer t.Stop()
 	for {
@@ -85,45 +74,32 @@ func (x *idIndexer) sweep(ctx context.Context) error {
 	}
 	var errs []error
 	for _, f := range files {
-		if err := x.sweepFile(ctx, f); err != nil {
+		if err := sweepFile(ctx, f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", filepath.Base(f), err))
-		}
-	}
-	for f, o := range x.dbs { // databases dropped since
-		if !slices.Contains(files, f) {
-			_ = o.db.Close()
-			delete(x.dbs, f)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (x *idIndexer) sweepFile(ctx context.Context, file string) error {
-	fi, err := os.Stat(file)
+// sweepFile indexes file's tables that lack the index. Its connection lives for the
+// sweep only (a millisecond or so). FerretDB drops a database by closing its connections
+// and removing the file; SQLite finds a database's -wal and -shm by the file's name and
+// removes them when the last connection closes. A connection kept open across sweeps
+// would keep the dropped database's WAL files at the name the database created next
+// under it uses ("unlinking a database file while in use", sqlite.org/howtocorrupt.html),
+// and would go on reading the removed file.
+func sweepFile(ctx context.Context, file string) error {
+	if !inWALMode(file) {
+		return nil // FerretDB is still creating it (or has just removed it): next sweep
+	}
+	// FerretDB's own settings for the file (uri.go): wait for the write lock rather than
+	// fail at once. mode=rw: never create a file FerretDB has just removed.
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
 	if err != nil {
-		return nil // dropped since the listing
+		return fmt.Errorf("open: %w", err)
 	}
-	o, ok := x.dbs[file]
-	if ok && !os.SameFile(o.file, fi) {
-		_ = o.db.Close()
-		delete(x.dbs, file)
-		ok = false
-	}
-	if !ok {
-		if !inWALMode(file) {
-			return nil // FerretDB is still creating it: next sweep
-		}
-		// FerretDB's own settings for the file (uri.go): wait for the write lock rather than
-		// fail at once. mode=rw: never create a file FerretDB has just removed.
-		db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
-		if err != nil {
-			return fmt.Errorf("open: %w", err)
-		}
-		db.SetMaxOpenConns(1)
-		o = openFile{db: db, file: fi}
-		x.dbs[file] = o
-	}
-	db := o.db
+	defer db.Close()
+	db.SetMaxOpenConns(1)
 	tables, err := unindexed(ctx, db)
 	if err != nil {
 		return err
@@ -163,13 +139,6 @@ func unindexed(ctx context.Context, db *sql.DB) ([]string, error) {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
 	return tables, nil
-}
-
-func (x *idIndexer) close() {
-	for f, o := range x.dbs {
-		_ = o.db.Close()
-		delete(x.dbs, f)
-	}
 }
 
 // inWALMode reports whether file is an SQLite database in WAL mode (header bytes 18 and 19

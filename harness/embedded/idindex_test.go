@@ -111,4 +111,8 @@ func TestLookupsByIDUseAnIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	indexed(coll)
+	// Nothing of the dropped database comes back in the new one.
+	if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
+		t.Fatalf("%s after its database was dropped and created again: %d documents (%v), want 1", coll.Name(), n, err)
+	}
 }
