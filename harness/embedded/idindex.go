@@ -36,10 +36,16 @@ type idIndexer struct {
 	log *slog.Logger
 }
 
-// idIndexInterval is how often idIndexer looks for new collections. FerretDB creates a
-// collection's table when it is first used; a lookup by _id until the next sweep scans,
-// which only matters once the collection holds thousands of documents.
-const idIndexInterval = 200 * time.Millisecond
+// idIndexer looks for new collections every idIndexInterval while it finds work (a table
+// to index, a file FerretDB is still creating), and half as often after each sweep that
+// found none, down to every idIndexMaxInterval: a sweep costs ~2 ms (it opens each file),
+// and collections are created at start-up, rarely later. FerretDB creates a collection's
+// table when it is first used; a lookup by _id until the next sweep scans, which only
+// matters once the collection holds thousands of documents.
+const (
+	idIndexInterval    = 200 * time.Millisecond
+	idIndexMaxInterval = 2 * time.Second
+)
 
 // idIndexPrefix starts the names of idIndexer's indexes. FerretDB names its own indexes
 // after their table ("<table>_<index>"), and no table name starts with its reserved
@@ -50,35 +56,45 @@ func newIDIndexer(dir string, log *slog.Logger) *idIndexer {
 	return &idIndexer{dir: dir, log: log}
 }
 
-// Run sweeps every idIndexInterval until ctx is done.
+// Run sweeps until ctx is done.
 func (x *idIndexer) Run(ctx context.Context) {
-	t := time.NewTicker(idIndexInterval)
-	defer t.Stop()
+	wait := idIndexInterval
 	for {
-		if err := x.sweep(ctx); err != nil && ctx.Err() == nil {
+		busy, err := x.sweep(ctx)
+		if err != nil && ctx.Err() == nil {
 			x.log.Warn("ferretdb _id lookup index", "error", err)
 		}
+		if busy || err != nil {
+			wait = idIndexInterval
+		} else {
+			wait = min(2*wait, idIndexMaxInterval)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
 	}
 }
 
-// sweep indexes the tables of every database file that lack the index.
-func (x *idIndexer) sweep(ctx context.Context) error {
+// sweep indexes the tables of every database file that lack the index. busy: it found
+// work (see idIndexInterval).
+func (x *idIndexer) sweep(ctx context.Context) (busy bool, err error) {
 	files, err := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
 	if err != nil {
-		return fmt.Errorf("list databases: %w", err)
+		return false, fmt.Errorf("list databases: %w", err)
 	}
 	var errs []error
 	for _, f := range files {
-		if err := sweepFile(ctx, f); err != nil {
+		b, err := sweepFile(ctx, f)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", filepath.Base(f), err))
 		}
+		busy = busy || b
 	}
-	return errors.Join(errs...)
+	return busy, errors.Join(errs...)
 }
 
 // sweepFile indexes file's tables that lack the index. Its connection lives for the
@@ -88,57 +104,56 @@ func (x *idIndexer) sweep(ctx context.Context) error {
 // would keep the dropped database's WAL files at the name the database created next
 // under it uses ("unlinking a database file while in use", sqlite.org/howtocorrupt.html),
 // and would go on reading the removed file.
-func sweepFile(ctx context.Context, file string) error {
+func sweepFile(ctx context.Context, file string) (busy bool, err error) {
 	if !inWALMode(file) {
-		return nil // FerretDB is still creating it (or has just removed it): next sweep
+		return true, nil // FerretDB is still creating it (or has just removed it): next sweep
 	}
 	// FerretDB's own settings for the file (uri.go): wait for the write lock rather than
 	// fail at once. mode=rw: never create a file FerretDB has just removed.
 	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
 	if err != nil {
-		return fmt.Errorf("open: %w", err)
+		return false, fmt.Errorf("open: %w", err)
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	tables, err := unindexed(ctx, db)
-	if err != nil {
-		return err
+	tables, created, err := unindexed(ctx, db)
+	if err != nil || !created {
+		return !created, err
 	}
 	for _, t := range tables {
 		// A collection dropped since the query above takes its table with it.
 		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (_ferretdb_sjson->'$._id')`, idIndexPrefix+t, t)
 		if _, err := db.ExecContext(ctx, q); err != nil && !strings.Contains(err.Error(), "no such table") {
-			return fmt.Errorf("index %s: %w", t, err)
+			return true, fmt.Errorf("index %s: %w", t, err)
 		}
 	}
-	return nil
+	return len(tables) > 0, nil
 }
 
-// unindexed returns the collection tables in db without the index. A file FerretDB is
-// still creating has no metadata table yet: nothing to do until the next sweep.
-func unindexed(ctx context.Context, db *sql.DB) ([]string, error) {
+// unindexed returns the collection tables in db without the index. created is false for a
+// file FerretDB is still creating: it has no metadata table yet.
+func unindexed(ctx context.Context, db *sql.DB) (tables []string, created bool, err error) {
 	rows, err := db.QueryContext(ctx, `SELECT c.table_name FROM _ferretdb_collections c
 		WHERE NOT EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'index' AND m.name = ? || c.table_name)`,
 		idIndexPrefix)
 	if err != nil {
 		if strings.Contains(err.Error(), "no such table") {
-			return nil, nil
+			return nil, false, nil
 		}
-		return nil, fmt.Errorf("list tables: %w", err)
+		return nil, true, fmt.Errorf("list tables: %w", err)
 	}
 	defer rows.Close()
-	var tables []string
 	for rows.Next() {
 		var t string
 		if err := rows.Scan(&t); err != nil {
-			return nil, fmt.Errorf("list tables: %w", err)
+			return nil, true, fmt.Errorf("list tables: %w", err)
 		}
 		tables = append(tables, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
+		return nil, true, fmt.Errorf("list tables: %w", err)
 	}
-	return tables, nil
+	return tables, true, nil
 }
 
 // inWALMode reports whether file is an SQLite database in WAL mode (header bytes 18 and 19
