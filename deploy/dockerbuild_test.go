@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chatrt/chat/harness/chattest"
 )
 
 // There is no Docker engine where the tests run. These tests do what `docker build`
@@ -203,13 +204,13 @@ func TestDockerAllInOneImage(t *testing.T) {
 	}
 	mount := t.TempDir() // the volume
 	cwd := t.TempDir()   // the container's working directory: nothing may land there
-	httpAddr := freePort(t)
+	httpAddr := chattest.FreeAddr(t)
 	env := []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range imageEnv {
 		env = append(env, k+"="+v)
 	}
 	env = append(env, "CHAT_DATA_DIR="+mount, "CHAT_HTTP_ADDR="+httpAddr,
-		"CHAT_EMBEDDED_NATS_ADDR="+freePort(t), "CHAT_EMBEDDED_MONGO_ADDR="+freePort(t))
+		"CHAT_EMBEDDED_NATS_ADDR="+chattest.FreeAddr(t), "CHAT_EMBEDDED_MONGO_ADDR="+chattest.FreeAddr(t))
 
 	start := func() *exec.Cmd {
 		t.Helper()
@@ -257,22 +258,16 @@ func TestDockerAllInOneImage(t *testing.T) {
 	base := "http://" + httpAddr
 	waitStored := func(when string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		var body []byte
+		chattest.EventuallyEvery(t, 10*time.Second, 100*time.Millisecond, func() bool {
 			resp, err := http.Get(base + "/rooms/volume/messages")
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, _ := io.ReadAll(resp.Body)
+			body, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if strings.Contains(string(body), `"message":"kept in /data"`) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s, history is %s", when, body)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return strings.Contains(string(body), `"message":"kept in /data"`)
+		}, "%s, history is %v", when, chattest.Later(func() string { return string(body) }))
 	}
 	cmd := start()
 	resp, err := http.Post(base+"/rooms/volume/messages", "application/json", strings.NewReader(`{"name":"ann","message":"kept in /data"}`))
@@ -301,14 +296,4 @@ func TestDockerAllInOneImage(t *testing.T) {
 	cmd = start()
 	defer stop(cmd)
 	waitStored("after a restart on the same volume")
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -8,13 +8,15 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/chatrt/chat/harness/chattest"
 )
 
 // TestDebugEndpoint: CHAT_DEBUG_ADDR serves net/http/pprof for the whole process on its
 // own port, and nothing of it is on the public port.
 func TestDebugEndpoint(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Diag.DebugAddr = freeAddr(t)
+	cfg.Diag.DebugAddr = chattest.FreeAddr(t)
 	s := startSystemWith(t, cfg)
 	res, err := http.Get("http://" + cfg.Diag.DebugAddr + "/debug/pprof/goroutine?debug=1")
 	if err != nil {

@@ -32,16 +32,6 @@ type system struct {
 	done   chan error
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // testConfig is the default configuration with embedded servers on free ports in a
 // temporary data directory.
 func testConfig(t *testing.T) Config {
@@ -53,8 +43,8 @@ func testConfig(t *testing.T) Config {
 		}
 	}
 	cfg.DataDir = t.TempDir()
-	cfg.EmbeddedNATSAddr = freeAddr(t)
-	cfg.EmbeddedMongoAddr = freeAddr(t)
+	cfg.EmbeddedNATSAddr = chattest.FreeAddr(t)
+	cfg.EmbeddedMongoAddr = chattest.FreeAddr(t)
 	cfg.Pusher.CloseSpread = 0
 	return cfg
 }

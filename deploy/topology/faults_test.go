@@ -25,7 +25,6 @@ const retryWindow = 5 * time.Second
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(10 * time.Millisecond) }
 
-// highest is the highest acknowledged seq per room.
 // unstored returns the acks whose messages are not stored (yet), each looked up by its id:
 // FerretDB answers that from an index, and scans the whole collection for any query by
 // room (seconds per poll under load once it holds thousands of messages, competing with
@@ -49,6 +48,7 @@ func unstored(ctx context.Context, store *history.Store, acks []faultload.Ack) (
 	return out, nil
 }
 
+// highest is the highest acknowledged seq per room.
 func highest(acks []faultload.Ack) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, a := range acks {
@@ -226,20 +226,13 @@ func persisterKill(t *testing.T, e *env) {
 	}
 	atKill := sc.load.Snapshot()
 	missing := atKill
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	chattest.EventuallyEvery(t, 20*time.Second, 100*time.Millisecond, func() bool {
 		var err error
 		if missing, err = unstored(ctx, e.store, missing); err != nil {
 			t.Fatal(err)
 		}
-		if len(missing) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages acknowledged before the kill are not stored after 20s", len(missing))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(missing) == 0
+	}, "%v messages acknowledged before the kill are not stored", chattest.Later(func() string { return fmt.Sprint(len(missing)) }))
 	sc.recovered("all %d acked before the kill stored %v after it", len(atKill), since(killAt))
 	sc.load.WaitMore(150, 20*time.Second)
 	restart := time.Now()
